@@ -1,0 +1,278 @@
+"""`posekit` command line. Each subcommand parses arguments and calls one library function."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    """'128' -> (128, 128); '192x256' -> (192, 256) as (W, H)."""
+    parts = text.lower().split("x")
+    try:
+        w, h = (int(parts[0]), int(parts[-1]))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 128 or 96x128, got {text!r}") from None
+    if w <= 0 or h <= 0 or len(parts) > 2:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+# -- synth ---------------------------------------------------------------------------------------
+def cmd_synth(args) -> int:
+    from posekit.data.synth import generate_dataset
+    ann = generate_dataset(args.out, args.num, style=args.style, skeleton=args.skeleton, seed=args.seed,
+                           size=args.size, workers=args.workers, progress=True)
+    print(f"wrote {args.num} images and {ann}")
+    print(f"use it as:  --data coco:{ann}")
+    return 0
+
+
+# -- train ---------------------------------------------------------------------------------------
+def train_config_from_args(args):
+    from posekit.engine.trainer import TrainConfig
+    base = json.loads(Path(args.config).read_text()) if args.config else {}
+    overrides = {"train": args.data, "val": args.val, "out": args.out, "model": args.model, "input_size": args.input_size,
+                 "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                 "workers": args.workers, "device": args.device, "amp": args.amp, "method": args.method,
+                 "init": args.init, "nan_policy": args.nan_policy, "sigma": args.sigma,
+                 "max_iters_per_epoch": args.max_iters, "progress": not args.no_progress,
+                 "skip_invalid": args.skip_invalid}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    if args.model_kwargs:
+        base["model_kwargs"] = {**base.get("model_kwargs", {}), **json.loads(args.model_kwargs)}
+    if args.augment:
+        base["augment"] = {**base.get("augment", {}), **json.loads(args.augment)}
+    method_kwargs = dict(base.get("method_kwargs", {}))
+    for key in ("teacher", "alpha", "unlabeled"):
+        if getattr(args, key, None) is not None:
+            method_kwargs[key] = getattr(args, key)
+    base["method_kwargs"] = method_kwargs
+    if "train" not in base:
+        raise SystemExit("posekit train: --data is required (or a --config that names 'train')")
+    return TrainConfig.from_dict(base)
+
+
+def cmd_train(args) -> int:
+    from posekit.engine.trainer import Trainer
+    cfg = train_config_from_args(args)
+    result = Trainer(cfg, resume=args.resume).fit()
+    print(json.dumps(result, indent=2, default=float))
+    return 0
+
+
+# -- eval / predict ------------------------------------------------------------------------------
+def load_predictor(args):
+    from posekit.inference.predictor import Predictor
+    return Predictor.load(args.checkpoint, backend=args.backend, flip_test=not args.no_flip,
+                          batch_size=args.batch_size, **({"decode": args.decode} if args.decode else {}))
+
+
+def cmd_eval(args) -> int:
+    from posekit.engine.evaluate import evaluate
+    from posekit.metrics import format_table
+    from posekit.skeletons import SKELETONS
+    predictor = load_predictor(args)
+    metrics = evaluate(predictor, args.data)
+    summary = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
+    print(json.dumps(summary, indent=2))
+    skeleton = SKELETONS.get(predictor.config.get("skeleton"))
+    if skeleton is not None and "per_joint" in metrics:
+        print(format_table(metrics, skeleton))
+    if args.out:
+        Path(args.out).write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from posekit.inference.predictor import prediction_record
+    predictor = load_predictor(args)
+    if args.source and Path(args.source).suffix.lower() in VIDEO_EXTENSIONS:
+        from posekit.inference.video import predict_video
+        records = predict_video(predictor, args.source, smooth=args.smooth, smooth_params=json.loads(args.smooth_params),
+                                draw_path=args.draw)
+        Path(args.out).write_text(json.dumps(records) + "\n")
+        print(f"wrote {len(records)} frames to {args.out}")
+        return 0
+    samples = prediction_samples(args)
+    from posekit.skeletons import SKELETONS
+    skeleton = SKELETONS.get(predictor.config.get("skeleton"))
+    draw_dir = Path(args.draw) if args.draw else None
+    if draw_dir:
+        draw_dir.mkdir(parents=True, exist_ok=True)
+    failures = []
+    n = 0
+    out = Path(args.out)
+    # Stream records to disk: a 10,000-image folder never sits in memory at once.
+    with open(out, "w") as f:
+        f.write("[")
+        for sample, keypoints in predictor.predict_samples(samples, on_error=lambda s, e: failures.append(str(e))):
+            det_score = sample.extra.get("det_score")
+            score = float(keypoints[:, 2].mean()) * (det_score if det_score is not None else 1.0)
+            f.write(("," if n else "") + "\n" + json.dumps(prediction_record(sample, keypoints, score)))
+            n += 1
+            if draw_dir:
+                draw_prediction(sample, keypoints, skeleton, draw_dir)
+        f.write("\n]\n")
+    for why in failures:
+        print(f"skipped: {why}", file=sys.stderr)
+    print(f"wrote {n} predictions to {out}" + (f" ({len(failures)} images skipped, listed above)" if failures else ""))
+    return 0 if n or not failures else 1
+
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+def prediction_samples(args):
+    from posekit.data.formats import load_samples
+    from posekit.data.formats.folder import read_image_folder
+    if args.data:
+        return load_samples(args.data)
+    if args.source:
+        return read_image_folder(args.source, boxes_file=args.boxes, score_threshold=args.score_threshold)
+    raise SystemExit("posekit predict: give --data FORMAT:PATH, a folder of images, or a video file")
+
+
+def draw_prediction(sample, keypoints, skeleton, draw_dir: Path) -> None:
+    import cv2
+    from posekit.data.io import read_image
+    from posekit.inference.draw import draw_pose
+    target = draw_dir / (Path(sample.file_name or sample.image_path).stem + ".jpg")
+    base = cv2.cvtColor(cv2.imread(str(target)), cv2.COLOR_BGR2RGB) if target.exists() else read_image(sample.image_path)
+    cv2.imwrite(str(target), cv2.cvtColor(draw_pose(base, keypoints, skeleton, threshold=0.05), cv2.COLOR_RGB2BGR))
+
+
+# -- info / export / demo ------------------------------------------------------------------------
+def cmd_info(args) -> int:
+    from posekit.models import list_models
+    from posekit.models.flops import model_info
+    names = list_models() if args.model in (None, "all") else [args.model]
+    print(f"| model | params (M) | GFLOPs @ {args.input_size[0]}x{args.input_size[1]} |\n|---|---|---|")
+    for name in names:
+        info = model_info(name, input_size=args.input_size, num_keypoints=args.num_keypoints)
+        print(f"| {name} | {info['params'] / 1e6:.2f} | {info['flops'] / 1e9:.3f} |")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from posekit.inference.export import export_onnx
+    print(f"wrote {export_onnx(args.checkpoint, args.out, opset=args.opset)}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from posekit.demo import run_demo
+    report = run_demo(args.out, num_train=args.num_train, num_val=args.num_val, epochs=args.epochs, seed=args.seed,
+                      workers=args.workers)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="posekit", description="Fast, robust and adaptable 2D human pose estimation.",
+                                epilog="Data specs: coco:ANN.json | lsp:DIR[@train|@val] | mpii:ANN.json | folder:DIR")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("synth", help="generate synthetic people as a COCO-format dataset")
+    s.add_argument("--out", required=True, help="output folder (images/ + annotations.json)")
+    s.add_argument("--num", type=int, default=1000, help="number of images")
+    s.add_argument("--style", default="flat", help="visual style: flat | textured | mixed")
+    s.add_argument("--skeleton", default="lsp", choices=["lsp", "coco"], help="keypoint set written")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--size", type=size_arg, default=(192, 192), help="image size, e.g. 192 or 256x192")
+    s.add_argument("--workers", type=int, default=1)
+    s.set_defaults(func=cmd_synth)
+
+    t = sub.add_parser("train", help="train a top-down model")
+    t.add_argument("--data", help="training data spec, e.g. lsp:../shared/datasets/lspet@train")
+    t.add_argument("--val", help="validation data spec")
+    t.add_argument("--out", help="run folder (checkpoints, log.jsonl)")
+    t.add_argument("--config", help="JSON file of training options (flags override it)")
+    t.add_argument("--model", help="registered model name (posekit info all)")
+    t.add_argument("--model-kwargs", help='JSON, e.g. \'{"width": 0.5}\'')
+    t.add_argument("--input-size", type=size_arg, help="model input WxH, e.g. 128 or 96x128")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--sigma", type=float, help="Gaussian sigma of the heatmap targets (heatmap pixels)")
+    t.add_argument("--augment", help='JSON overrides of the augmentation, e.g. \'{"aid_prob": 0.3}\'')
+    t.add_argument("--seed", type=int)
+    t.add_argument("--workers", type=int, help="data-loading worker processes")
+    t.add_argument("--device", help="cpu | cuda")
+    t.add_argument("--amp", action="store_true", default=None, help="mixed precision (CUDA only)")
+    t.add_argument("--method", help="training method: supervised | fpd | okdhp | advmix ...")
+    t.add_argument("--teacher", help="teacher checkpoint (fpd, advmix)")
+    t.add_argument("--alpha", type=float, help="distillation weight (fpd, advmix)")
+    t.add_argument("--unlabeled", help="data spec of unlabeled images (fpd)")
+    t.add_argument("--init", help="start from this checkpoint's weights (e.g. synthetic pretraining)")
+    t.add_argument("--nan-policy", choices=["raise", "skip"], help="non-finite loss: stop (default) or skip the step")
+    t.add_argument("--max-iters", type=int, help="cap iterations per epoch (quick runs)")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    t.add_argument("--skip-invalid", action="store_true", default=None, help="skip malformed records (reported)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    def add_predictor_args(q):
+        q.add_argument("--checkpoint", required=True, help="posekit checkpoint (.pt) or exported model (.onnx)")
+        q.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+        q.add_argument("--no-flip", action="store_true", help="disable flip test")
+        q.add_argument("--decode", choices=["dark", "argmax"], help="override the checkpoint's heatmap decoding")
+        q.add_argument("--batch-size", type=int, default=32)
+
+    e = sub.add_parser("eval", help="evaluate a checkpoint (PCK, PCKh, AUC; OKS AP on COCO data)")
+    add_predictor_args(e)
+    e.add_argument("--data", required=True, help="data spec")
+    e.add_argument("--out", help="write the metrics json here")
+    e.set_defaults(func=cmd_eval)
+
+    q = sub.add_parser("predict", help="predict keypoints: a dataset, a folder of images, or a video")
+    add_predictor_args(q)
+    q.add_argument("source", nargs="?", help="folder of images or a video file (instead of --data)")
+    q.add_argument("--data", help="data spec (boxes from the annotations; LSP: from the joints)")
+    q.add_argument("--boxes", help="COCO detection-results json with person boxes for a folder")
+    q.add_argument("--score-threshold", type=float, default=0.0, help="minimum detection score")
+    q.add_argument("--out", required=True, help="predictions json (list, one entry per person box)")
+    q.add_argument("--draw", help="folder (images) or .mp4 path (video) for drawn skeletons")
+    q.add_argument("--smooth", default="none", choices=["none", "ema", "one-euro"], help="video keypoint smoothing")
+    q.add_argument("--smooth-params", default="{}", help='JSON, e.g. \'{"alpha": 0.5}\' or \'{"min_cutoff": 1.0, "beta": 0.01}\'')
+    q.set_defaults(func=cmd_predict)
+
+    d = sub.add_parser("demo", help="the main job: synthesise data, train the compact model, evaluate, report")
+    d.add_argument("--out", default="runs/demo")
+    d.add_argument("--num-train", type=int, default=2400)
+    d.add_argument("--num-val", type=int, default=300)
+    d.add_argument("--epochs", type=int, default=8)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--workers", type=int, default=2)
+    d.set_defaults(func=cmd_demo)
+
+    i = sub.add_parser("info", help="parameters and FLOPs of registered models")
+    i.add_argument("model", nargs="?", default="all")
+    i.add_argument("--input-size", type=size_arg, default=(128, 128))
+    i.add_argument("--num-keypoints", type=int, default=14)
+    i.set_defaults(func=cmd_info)
+
+    x = sub.add_parser("export", help="export a checkpoint to ONNX")
+    x.add_argument("--checkpoint", required=True)
+    x.add_argument("--out", required=True)
+    x.add_argument("--opset", type=int, default=17)
+    x.set_defaults(func=cmd_export)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from posekit.data.sample import DataError
+    try:
+        return args.func(args)
+    except (DataError, FileNotFoundError, PermissionError, ValueError) as err:
+        print(f"posekit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

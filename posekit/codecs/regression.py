@@ -1,0 +1,100 @@
+"""Direct coordinate regression codec (DeepPose, RLE).
+
+Normalised coordinates: ``u = x / W - 0.5``, ``v = y / H - 0.5`` with ``(x, y)`` in model-input pixels
+(pixel centres at integers), so the crop's pixel centres span ``[-0.5, 0.5 - 1/W]``; the same convention
+as RLE's ``target_uv``. :mod:`posekit.codecs.integral` uses the matching convention on heatmaps.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .heatmap import _as_size
+
+__all__ = ["RegressionCodec"]
+
+
+def _to_numpy_f32(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().to("cpu").numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+class RegressionCodec:
+    """Keypoints (model-input pixels) <-> normalised coordinates in about ``(-0.5, 0.5)``.
+
+    Args:
+        input_size: ``(W, H)`` of the model input crop.
+        ignore_outside: give weight 0 to joints outside the crop's pixel range ``[0, W-1] x [0, H-1]``
+            (as mmpose's regression label does), so every codec trains on the joints that are in view.
+    """
+
+    def __init__(self, input_size=(192, 256), ignore_outside: bool = True):
+        self.input_size = _as_size(input_size, "input_size")
+        self.ignore_outside = bool(ignore_outside)
+        self._size = np.array(self.input_size, dtype=np.float64)
+
+    def normalize(self, xy):
+        """(..., 2) model-input pixels -> normalised coordinates (same kind as the input)."""
+        size = torch.as_tensor(self._size, dtype=xy.dtype, device=xy.device) if isinstance(xy, torch.Tensor) \
+            else self._size
+        return xy / size - 0.5
+
+    def denormalize(self, uv):
+        """(..., 2) normalised coordinates -> model-input pixels (same kind as the input)."""
+        size = torch.as_tensor(self._size, dtype=uv.dtype, device=uv.device) if isinstance(uv, torch.Tensor) \
+            else self._size
+        return (uv + 0.5) * size
+
+    def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray]:
+        """keypoints: (K, 2) model-input pixels; visible: (K,).
+
+        Returns ``coords`` (K, 2) float32 normalised (0 for ignored joints) and ``weights`` (K,) float32.
+        """
+        keypoints = np.asarray(keypoints, dtype=np.float64)
+        visible = np.asarray(visible)
+        if keypoints.ndim != 2 or keypoints.shape[1] != 2:
+            raise ValueError(f"keypoints must be (K, 2), got shape {keypoints.shape}")
+        if visible.shape != (keypoints.shape[0],):
+            raise ValueError(f"visible must be ({keypoints.shape[0]},), got shape {visible.shape}")
+        valid = visible > 0
+        if not np.isfinite(keypoints[valid]).all():
+            raise ValueError("keypoints of visible joints must be finite")
+        if self.ignore_outside:
+            valid &= ((keypoints >= 0) & (keypoints <= self._size - 1)).all(axis=1)
+        coords = np.where(valid[:, None], self.normalize(np.nan_to_num(keypoints)), 0.0)
+        return {"coords": coords.astype(np.float32), "weights": valid.astype(np.float32)}
+
+    def decode(self, coords, sigma=None) -> tuple[np.ndarray, np.ndarray]:
+        """coords: (N, K, 2) normalised; sigma: optional (N, K, 2) predicted standard deviations in
+        normalised units (RLE, after the sigmoid: see :func:`posekit.codecs.rle.rle_sigma`).
+
+        Returns ``coords (N, K, 2)`` float32 in model-input pixels and ``scores (N, K)`` float32:
+        ``mean(1 - sigma)`` over x and y (RLE's confidence), or ones without sigma. numpy, whatever the input.
+        """
+        coords = _to_numpy_f32(coords)
+        if coords.ndim != 3 or coords.shape[2] != 2:
+            raise ValueError(f"coords must be (N, K, 2), got shape {coords.shape}")
+        if sigma is None:
+            scores = np.ones(coords.shape[:2], dtype=np.float32)
+        else:
+            sigma = _to_numpy_f32(sigma)
+            if sigma.shape != coords.shape:
+                raise ValueError(f"sigma must have the shape of coords {coords.shape}, got {sigma.shape}")
+            scores = (1.0 - sigma).mean(axis=2).astype(np.float32)
+        return self.denormalize(coords.astype(np.float64)).astype(np.float32), scores
+
+    def to_config(self) -> dict:
+        return {"type": "RegressionCodec", "input_size": list(self.input_size),
+                "ignore_outside": self.ignore_outside}
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "RegressionCodec":
+        cfg = dict(cfg)
+        kind = cfg.pop("type", cls.__name__)
+        if kind != cls.__name__:
+            raise ValueError(f"config describes a {kind}, not a {cls.__name__}")
+        return cls(**cfg)
+
+    def __repr__(self) -> str:
+        return f"RegressionCodec(input_size={self.input_size}, ignore_outside={self.ignore_outside})"

@@ -1,0 +1,88 @@
+"""Top-down training/evaluation dataset: one Sample -> (image tensor, codec targets, crop metadata)."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from posekit.data.io import read_image
+from posekit.data.sample import DataError, Sample
+from posekit.data.transforms import (AugmentConfig, affine_points, box_to_center_scale, color_jitter, crop_matrix,
+                                     normalize_image, random_crop_params, warp_image)
+
+log = logging.getLogger(__name__)
+
+
+class TopDownDataset(Dataset):
+    """Crops each person box to ``input_size`` and encodes its keypoints with ``codec``.
+
+    Items are dicts: ``image`` (3, H, W) float32, the codec's targets (e.g. ``heatmaps`` (K, h, w) and
+    ``weights`` (K,)), ``keypoints`` (K, 3) in crop pixels, ``matrix`` (2, 3) image -> crop, ``index``,
+    and ``ok`` (0 when the image could not be read: the item is then black with zero weights, so one
+    bad file costs one sample, not the epoch; the trainer reports it by name).
+    Randomness comes from (seed, epoch, index): the same seed replays the same augmentations.
+    """
+
+    def __init__(self, samples: list[Sample], codec, input_size: tuple[int, int], *, flip_index: np.ndarray,
+                 train: bool = False, augment: AugmentConfig | None = None, seed: int = 0, padding: float = 1.25):
+        self.samples = samples
+        self.codec = codec
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.flip_index = np.asarray(flip_index)
+        self.train = train
+        self.augment = augment or AugmentConfig()
+        self.seed = seed
+        self.padding = padding
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def crop(self, sample: Sample, rng: np.random.Generator | None):
+        """Crop parameters for one sample: returns (matrix (2, 3), flip)."""
+        w, h = self.input_size
+        center, size = box_to_center_scale(sample.box, w / h, self.padding)
+        rotation, flip = 0.0, False
+        if rng is not None:
+            p = random_crop_params(rng, self.augment)
+            center = center + p["shift"] * size
+            size = size * p["scale"]
+            rotation, flip = p["rotation"], p["flip"]
+        return crop_matrix(center, size, self.input_size, rotation, flip), flip
+
+    def __getitem__(self, index: int) -> dict:
+        sample = self.samples[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
+        matrix, flip = self.crop(sample, rng)
+        ok = 1
+        try:
+            image = read_image(sample.image_path)
+            crop = warp_image(image, matrix, self.input_size)
+        except DataError as err:
+            log.warning("skipping unreadable image: %s", err)
+            crop, ok = np.zeros((self.input_size[1], self.input_size[0], 3), np.uint8), 0
+
+        keypoints = sample.keypoints.astype(np.float32).copy()
+        keypoints[:, :2] = affine_points(keypoints[:, :2], matrix)
+        if flip:
+            keypoints = keypoints[self.flip_index]
+        visible = (keypoints[:, 2] > 0) & (ok == 1)
+        inside = ((keypoints[:, 0] >= 0) & (keypoints[:, 0] <= self.input_size[0] - 1)
+                  & (keypoints[:, 1] >= 0) & (keypoints[:, 1] <= self.input_size[1] - 1))
+        if rng is not None:
+            crop = color_jitter(crop, rng, self.augment.color)
+            if self.augment.aid_prob > 0 and rng.random() < self.augment.aid_prob:
+                from posekit.data.augment import information_dropping
+                crop = information_dropping(crop, np.where((visible & inside)[:, None], keypoints, 0), rng)
+        targets = self.codec.encode(keypoints[:, :2], visible.astype(np.float32))
+        item = {"image": torch.from_numpy(normalize_image(crop)),
+                "keypoints": torch.from_numpy(keypoints),
+                "matrix": torch.from_numpy(matrix.astype(np.float32)),
+                "index": index, "ok": ok}
+        item.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in targets.items()})
+        return item

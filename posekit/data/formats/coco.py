@@ -1,0 +1,335 @@
+"""COCO keypoint annotations (and COCO-like sets: CrowdPose, OCHuman, AI Challenger, ...) and COCO
+detection-results files.
+
+COCO marks people that cannot be used for keypoint training in two ways that are *not* errors:
+``iscrowd = 1`` and ``num_keypoints = 0``. Both are skipped and counted in a logged summary. Anything
+else that is wrong with a record is a :class:`~posekit.data.sample.DataError`.
+"""
+from __future__ import annotations
+
+import logging
+import pathlib
+import re
+
+import numpy as np
+
+from posekit.data.formats._common import (
+    Problems, as_float_array, as_int, clip_box, pick_image_root, resolve_file, skeleton_name,
+    xywh_to_xyxy, xyxy_to_xywh,
+)
+from posekit.data.io import image_size, load_json
+from posekit.data.sample import DataError, Sample
+
+logger = logging.getLogger(__name__)
+
+#: COCO's category id for people; detection results of other categories are ignored.
+PERSON_CATEGORY_ID = 1
+
+_SPLIT_FROM_NAME = re.compile(r"^(?:person_keypoints|instances|image_info)_(?P<split>.+)$")
+
+
+def split_from_annotation_name(ann_file) -> str | None:
+    """``'val2017'`` for ``person_keypoints_val2017.json`` (the COCO naming), else None."""
+    match = _SPLIT_FROM_NAME.match(pathlib.Path(ann_file).stem)
+    return match.group("split") if match else None
+
+
+def default_image_roots(ann_file) -> list[pathlib.Path]:
+    """Where COCO-style images are looked for, in order: next to the json, ``images/``,
+    ``../<split>/`` (``annotations/person_keypoints_<split>.json`` layout), ``../images/``."""
+    json_dir = pathlib.Path(ann_file).resolve().parent
+    candidates = [json_dir, json_dir / "images"]
+    split = split_from_annotation_name(ann_file)
+    if split:
+        candidates.append(json_dir.parent / split)
+    candidates.append(json_dir.parent / "images")
+    return candidates
+
+
+def _require_list(data: dict, key: str, path) -> list:
+    if key not in data:
+        raise DataError(path, f"missing top-level key {key!r} (found keys: {sorted(data)[:10]})")
+    value = data[key]
+    if not isinstance(value, list):
+        raise DataError(path, f"top-level {key!r} must be a list, got {type(value).__name__}")
+    return value
+
+
+def _keypoint_categories(data: dict, path) -> dict[int, tuple[str, ...]]:
+    """category id -> keypoint names, for categories that declare keypoints."""
+    categories = data.get("categories", [])
+    if not isinstance(categories, list):
+        raise DataError(path, f"top-level 'categories' must be a list, got {type(categories).__name__}")
+    found = {}
+    for index, category in enumerate(categories):
+        record = f"category #{index}"
+        if not isinstance(category, dict):
+            raise DataError(path, f"category must be an object, got {type(category).__name__}", record)
+        names = category.get("keypoints")
+        if not names:
+            continue
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise DataError(path, "category 'keypoints' must be a list of names", record)
+        if "id" not in category:
+            raise DataError(path, "category without 'id'", record)
+        found[as_int(category["id"], path, record, "category id")] = tuple(names)
+    return found
+
+
+class _ImageTable:
+    """Image entries by id, with the image file checked and its size read once, on first use."""
+
+    def __init__(self, images: list, path: pathlib.Path, problems: Problems):
+        self.path = path
+        self.entries: dict[int, dict] = {}
+        self.rejected: set[int] = set()  # ids already reported: their annotations are skipped silently
+        self._resolved: dict[int, tuple[str, tuple[float, float]]] = {}
+        for index, entry in enumerate(images):
+            try:
+                self._add(index, entry)
+            except DataError as err:
+                problems.bad(err)
+
+    def _add(self, index: int, entry) -> None:
+        if not isinstance(entry, dict):
+            raise DataError(self.path, f"image entry must be an object, got {type(entry).__name__}", f"image #{index}")
+        if "id" not in entry:
+            raise DataError(self.path, "image entry without 'id'", f"image #{index}")
+        image_id = as_int(entry["id"], self.path, f"image #{index}", "image id")
+        record = f"image {image_id}"
+        if image_id in self.entries:
+            raise DataError(self.path, f"duplicate image id {image_id}", record)
+        try:
+            file_name = entry.get("file_name")
+            if not isinstance(file_name, str) or not file_name:
+                raise DataError(self.path, f"image 'file_name' must be a non-empty string, got {file_name!r}", record)
+            for key in ("width", "height"):
+                if key in entry:
+                    value = entry[key]
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                        raise DataError(self.path, f"image {key!r} must be a positive number, got {value!r}", record)
+        except DataError:
+            self.rejected.add(image_id)
+            raise
+        self.entries[image_id] = entry
+
+    def file_and_size(self, image_id: int, image_root: pathlib.Path) -> tuple[str, tuple[float, float]]:
+        """(absolute image path, (width, height)); DataError naming the image if the file is missing."""
+        if image_id not in self._resolved:
+            entry = self.entries[image_id]
+            record = f"image {image_id} ({entry['file_name']})"
+            try:
+                image_path = resolve_file(image_root, entry["file_name"], self.path, record)
+                if not image_path.is_file():
+                    raise DataError(self.path, f"image file not found: {image_path}", record)
+                if "width" in entry and "height" in entry:
+                    size = (float(entry["width"]), float(entry["height"]))
+                else:
+                    size = tuple(float(v) for v in image_size(image_path))
+            except DataError as err:
+                self.rejected.add(image_id)
+                if err.path != str(self.path):  # an unreadable image: name the annotation file too
+                    err = DataError(self.path, f"{err.path}: {err.what}", record)
+                raise err from None
+            self._resolved[image_id] = (str(image_path), size)
+        return self._resolved[image_id]
+
+
+def read_coco(ann_file, image_root=None, *, skip_invalid=False, report=None, min_keypoints=1) -> list[Sample]:
+    """One Sample per usable person annotation of a COCO-style keypoint file.
+
+    ann_file: COCO json (dict with 'images', 'annotations', optionally 'categories').
+    image_root: folder the image ``file_name`` s are relative to; default: the first of
+        :func:`default_image_roots` that holds the first image.
+    min_keypoints: annotations with fewer labelled keypoints (v > 0) are skipped, not errors (COCO's
+        ``num_keypoints == 0`` people). Crowd annotations are skipped too. Both are counted in a log.
+    Returns Samples in annotation order; ``box`` is the annotation's bbox clipped to the image,
+    keypoints are (K, 3) with x = y = 0 where v = 0. The skeleton is chosen from the category's
+    keypoint names (:func:`~posekit.data.formats._common.skeleton_name`): 'coco' for COCO/OCHuman,
+    ``f"custom{K}"`` for sets like CrowdPose whose keypoints match no registered skeleton (their names
+    are then in ``extra['keypoint_names']``).
+    Raises DataError (or, with ``skip_invalid``, skips the record and appends the error to ``report``).
+    """
+    path = pathlib.Path(ann_file)
+    if min_keypoints < 0:
+        raise ValueError(f"min_keypoints must be >= 0, got {min_keypoints}")
+    data = load_json(path)
+    if not isinstance(data, dict):
+        raise DataError(path, f"JSON root must be an object with 'images' and 'annotations', got {type(data).__name__}")
+    images = _require_list(data, "images", path)
+    annotations = _require_list(data, "annotations", path)
+    category_names = _keypoint_categories(data, path)
+    problems = Problems(path, skip_invalid, report)
+    table = _ImageTable(images, path, problems)
+
+    if image_root is None:
+        probe = next((e["file_name"] for e in table.entries.values()), None)
+        root = pick_image_root(default_image_roots(path), probe)
+    else:
+        root = pathlib.Path(image_root)
+    root = root.resolve()
+
+    samples: list[Sample] = []
+    seen_ann_ids: set[int] = set()
+    counts = {"crowd": 0, "few_keypoints": 0, "other_category": 0}
+    global_k: list[int] = []  # keypoint count fixed by the first annotation when categories do not say
+    for index, ann in enumerate(annotations):
+        try:
+            sample = _read_annotation(index, ann, path, root, table, category_names, global_k, seen_ann_ids,
+                                      min_keypoints, counts)
+        except DataError as err:
+            problems.bad(err)
+            continue
+        if sample is not None:
+            samples.append(sample)
+
+    problems.warn_summary()
+    logger.info("%s: %d samples from %d images (images in %s); skipped %d crowd, %d with fewer than %d "
+                "labelled keypoints, %d of other categories, %d invalid", path, len(samples),
+                len({s.image_id for s in samples}), root, counts["crowd"], counts["few_keypoints"], min_keypoints,
+                counts["other_category"], len(problems.errors))
+    return samples
+
+
+def _read_annotation(index, ann, path, root, table: _ImageTable, category_names, global_k, seen_ann_ids,
+                     min_keypoints, counts) -> Sample | None:
+    if not isinstance(ann, dict):
+        raise DataError(path, f"annotation must be an object, got {type(ann).__name__}", f"annotation #{index}")
+    if "id" not in ann:
+        raise DataError(path, "annotation without 'id'", f"annotation #{index}")
+    ann_id = as_int(ann["id"], path, f"annotation #{index}", "annotation id")
+    record = f"annotation {ann_id}"
+    if ann_id in seen_ann_ids:
+        raise DataError(path, f"duplicate annotation id {ann_id}", record)
+    seen_ann_ids.add(ann_id)
+
+    if "image_id" not in ann:
+        raise DataError(path, "annotation without 'image_id'", record)
+    image_id = as_int(ann["image_id"], path, record, "image_id")
+    if image_id in table.rejected:
+        return None  # the image was reported already
+    if image_id not in table.entries:
+        raise DataError(path, f"annotation refers to unknown image_id {image_id}", record)
+
+    names = None
+    if category_names:
+        if "category_id" in ann:
+            category_id = as_int(ann["category_id"], path, record, "category_id")
+            if category_id not in category_names:
+                counts["other_category"] += 1
+                return None
+            names = category_names[category_id]
+        elif len(category_names) == 1:
+            names = next(iter(category_names.values()))
+    crowd = ann.get("iscrowd", 0)
+    if as_int(int(crowd) if isinstance(crowd, bool) else crowd, path, record, "iscrowd"):
+        counts["crowd"] += 1
+        return None
+
+    keypoints = _parse_keypoints(ann, path, record, names, global_k)
+    if int(np.count_nonzero(keypoints[:, 2] > 0)) < min_keypoints:
+        counts["few_keypoints"] += 1
+        return None
+
+    if "bbox" not in ann:
+        raise DataError(path, "annotation without 'bbox'", record)
+    box = as_float_array(ann["bbox"], (4,), path, record, "bbox")
+    if box[2] <= 0 or box[3] <= 0:
+        raise DataError(path, f"bbox {box.tolist()} has non-positive width or height", record)
+    image_path, (width, height) = table.file_and_size(image_id, root)
+    clipped = xyxy_to_xywh(clip_box(xywh_to_xyxy(box), width, height))
+    if clipped[2] <= 0 or clipped[3] <= 0:
+        raise DataError(path, f"bbox {box.tolist()} lies outside the {width:g}x{height:g} image", record)
+
+    num_keypoints = len(keypoints)
+    skeleton = skeleton_name(num_keypoints, names)
+    extra = {"image_size": (width, height)}
+    area = ann.get("area")
+    if isinstance(area, (int, float)) and not isinstance(area, bool):
+        extra["area"] = float(area)
+    if names is not None and skeleton.startswith("custom"):
+        extra["keypoint_names"] = names
+    entry = table.entries[image_id]
+    return Sample(image_path=image_path, box=clipped, keypoints=keypoints, skeleton=skeleton, image_id=image_id,
+                  ann_id=ann_id, file_name=entry["file_name"], extra=extra)
+
+
+def _parse_keypoints(ann, path, record, names, global_k) -> np.ndarray:
+    """(K, 3) float32 from the flat ``[x1, y1, v1, ...]`` list, validated."""
+    if "keypoints" not in ann:
+        raise DataError(path, "annotation without 'keypoints'", record)
+    flat = as_float_array(ann["keypoints"], (-1,), path, record, "keypoints")
+    if flat.size == 0 or flat.size % 3:
+        raise DataError(path, f"keypoints has {flat.size} values, not a positive multiple of 3 (x, y, v)", record)
+    num_keypoints = flat.size // 3
+    if names is not None and num_keypoints != len(names):
+        raise DataError(path, f"keypoints has {flat.size} values ({num_keypoints} keypoints) but the category "
+                              f"declares {len(names)} keypoints", record)
+    if not global_k:
+        global_k.append(num_keypoints)
+    elif num_keypoints != global_k[0]:
+        raise DataError(path, f"keypoints has {num_keypoints} keypoints but earlier annotations have {global_k[0]}",
+                        record)
+    keypoints = flat.reshape(num_keypoints, 3)
+    flags = keypoints[:, 2]
+    if not np.all(np.isin(flags, (0.0, 1.0, 2.0))):
+        bad = sorted({float(v) for v in flags if v not in (0.0, 1.0, 2.0)})
+        raise DataError(path, f"keypoint visibility must be 0, 1 or 2, got {bad}", record)
+    keypoints = keypoints.astype(np.float32)
+    keypoints[flags == 0, :2] = 0.0
+    return keypoints
+
+
+def _detection_entries(det_file, *, require_image_id: bool):
+    """Validated person detections: list of (image_id | None, file_name | None, box xywh (4,) f32, score).
+
+    Entries of other categories and boxes with no area are skipped (logged), not errors.
+    """
+    path = pathlib.Path(det_file)
+    data = load_json(path)
+    if not isinstance(data, list):
+        raise DataError(path, f"a COCO detection-results file must be a JSON list, got {type(data).__name__}")
+    entries, empty_boxes = [], 0
+    for index, det in enumerate(data):
+        record = f"detection #{index}"
+        if not isinstance(det, dict):
+            raise DataError(path, f"detection must be an object, got {type(det).__name__}", record)
+        if "category_id" in det and as_int(det["category_id"], path, record, "category_id") != PERSON_CATEGORY_ID:
+            continue
+        image_id = as_int(det["image_id"], path, record, "image_id") if "image_id" in det else None
+        file_name = det.get("file_name")
+        if file_name is not None and (not isinstance(file_name, str) or not file_name):
+            raise DataError(path, f"'file_name' must be a non-empty string, got {file_name!r}", record)
+        if image_id is None and (require_image_id or file_name is None):
+            raise DataError(path, "detection without 'image_id'", record)
+        for key in ("bbox", "score"):
+            if key not in det:
+                raise DataError(path, f"detection without {key!r}", record)
+        box = as_float_array(det["bbox"], (4,), path, record, "bbox").astype(np.float32)
+        score = float(as_float_array([det["score"]], (1,), path, record, "score")[0])
+        if box[2] <= 0 or box[3] <= 0:
+            empty_boxes += 1
+            continue
+        entries.append((image_id, file_name, box, score))
+    if empty_boxes:
+        logger.warning("%s: ignored %d detections with zero width or height", path, empty_boxes)
+    return entries
+
+
+def read_coco_detections(det_file, *, score_threshold=0.0) -> dict[int, list[tuple[np.ndarray, float]]]:
+    """Person boxes from a COCO detection-results list (``image_id, category_id, bbox, score``).
+
+    Returns image_id -> [(box xywh (4,) float32, score)], highest score first, keeping detections
+    with ``score >= score_threshold``. Entries with another ``category_id`` than 1 (person) are ignored.
+    """
+    by_image: dict[int, list[tuple[np.ndarray, float]]] = {}
+    for image_id, _, box, score in _detection_entries(det_file, require_image_id=True):
+        if score >= score_threshold:
+            by_image.setdefault(image_id, []).append((box, score))
+    for boxes in by_image.values():
+        boxes.sort(key=lambda item: -item[1])  # stable: equal scores keep file order
+    return by_image
+
+
+__all__ = ["read_coco", "read_coco_detections", "default_image_roots", "split_from_annotation_name",
+           "PERSON_CATEGORY_ID"]

@@ -1,0 +1,332 @@
+"""The training loop: AdamW, warm-up + cosine schedule, channels_last, worker data loading, JSONL log,
+atomic checkpoints, exact resume, optional DDP (gloo on the CPU) under torchrun.
+
+Reproducibility: model init, shuffling and augmentation all derive from ``seed`` and the epoch number,
+and checkpoints are taken at epoch boundaries, so a run killed and resumed reaches the same numbers on
+the CPU as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from posekit.codecs import HeatmapCodec
+from posekit.data.dataset import TopDownDataset
+from posekit.data.formats import load_samples
+from posekit.data.transforms import AugmentConfig
+from posekit.engine.checkpoint import check_writable, load_checkpoint, save_checkpoint
+from posekit.losses import check_finite
+from posekit.methods import build_method
+from posekit.models import build_model
+from posekit.skeletons import get_skeleton, SKELETONS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    train: str                                   # data spec, e.g. "lsp:../shared/datasets/lspet@train"
+    val: str | None = None
+    out: str = "runs/train"
+    model: str = "simplebaseline_r18"
+    model_kwargs: dict = field(default_factory=dict)
+    input_size: tuple[int, int] = (128, 128)     # (W, H)
+    sigma: float = 2.0
+    unbiased: bool = False
+    decode: str = "dark"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_iters: int = 200
+    final_lr_ratio: float = 0.01
+    workers: int = 2
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False
+    channels_last: bool = True
+    augment: dict = field(default_factory=dict)
+    method: str = "supervised"
+    method_kwargs: dict = field(default_factory=dict)
+    init: str | None = None                      # checkpoint to start from (e.g. synthetic pretraining)
+    nan_policy: str = "raise"                    # "raise" | "skip" a non-finite loss
+    val_every: int = 1
+    max_iters_per_epoch: int | None = None
+    progress: bool = True
+    skip_invalid: bool = False
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["input_size"] = list(self.input_size)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training options: {sorted(unknown)}")
+        d = dict(d)
+        if "input_size" in d:
+            d["input_size"] = tuple(d["input_size"])
+        return cls(**d)
+
+
+def lr_factor(step: int, total: int, warmup: int, final_ratio: float) -> float:
+    """Linear warm-up for ``warmup`` steps, then cosine decay to ``final_ratio`` at ``total`` steps."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) when launched by torchrun, else (0, 1)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def epoch_indices(n: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:
+    """This rank's shuffled share of the data for one epoch (all ranks agree on the permutation)."""
+    g = torch.Generator().manual_seed(seed * 1000003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    per_rank = n // world  # drop the remainder so every rank runs the same number of steps
+    return perm[rank * per_rank:(rank + 1) * per_rank]
+
+
+def skeleton_of(samples) -> tuple[str, list[int]]:
+    name = samples[0].skeleton
+    if name in SKELETONS:
+        return name, get_skeleton(name).flip_index.tolist()
+    return name, list(range(samples[0].keypoints.shape[0]))  # unknown keypoint set: no flip pairs known
+
+
+def collate(items: list[dict]) -> dict:
+    return torch.utils.data.default_collate(items)
+
+
+class AllStages(torch.nn.Module):
+    """forward() = the wrapped model's forward_all(), so DistributedDataParallel sees every stage."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward_all(x)
+
+
+class DistributedStages(torch.nn.Module):
+    """What a method sees under DDP: forward_all/forward routed through the DDP wrapper."""
+
+    def __init__(self, ddp: torch.nn.Module):
+        super().__init__()
+        self.ddp = ddp
+
+    def forward_all(self, x):
+        return self.ddp(x)
+
+    def forward(self, x):
+        return self.ddp(x)[-1]
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False):
+        self.cfg = cfg
+        self.rank, self.world = dist_info()
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("gloo" if cfg.device == "cpu" else "nccl")
+        self.is_main = self.rank == 0
+        self.device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{self.rank % max(1, torch.cuda.device_count())}")
+        self.out = check_writable(cfg.out) if self.is_main else Path(cfg.out)
+        seed_everything(cfg.seed)
+
+        self.train_samples = load_samples(cfg.train, skip_invalid=cfg.skip_invalid)
+        if not self.train_samples:
+            raise ValueError(f"no training samples in {cfg.train}")
+        self.val_samples = load_samples(cfg.val, skip_invalid=cfg.skip_invalid) if cfg.val else []
+        self.skeleton, self.flip_index = skeleton_of(self.train_samples)
+        self.num_keypoints = int(self.train_samples[0].keypoints.shape[0])
+        self.codec = HeatmapCodec(input_size=cfg.input_size, sigma=cfg.sigma, unbiased=cfg.unbiased, decode=cfg.decode)
+        self.model = build_model(cfg.model, num_keypoints=self.num_keypoints, **cfg.model_kwargs).to(self.device)
+        if cfg.init:
+            self.load_init(cfg.init)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.method = build_method(cfg.method, self.model, **cfg.method_kwargs, device=self.device, trainer=self)
+        params = [p for m in self.method.trainable_modules() for p in m.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.ddp_model = None
+        if self.world > 1:
+            # DDP all-reduces gradients only for calls that go through its forward(): wrap forward_all.
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(AllStages(self.model))
+            self.method.model = DistributedStages(self.ddp_model)
+
+        self.dataset = TopDownDataset(self.train_samples, self.codec, cfg.input_size, flip_index=np.array(self.flip_index),
+                                      train=True, augment=AugmentConfig(**cfg.augment), seed=cfg.seed)
+        self.steps_per_epoch = len(self.dataset) // self.world // cfg.batch_size
+        if cfg.max_iters_per_epoch:
+            self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_iters_per_epoch)
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"{len(self.dataset)} samples are fewer than one batch of {cfg.batch_size}")
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.epoch, self.step, self.best, self.history = 0, 0, -1.0, []
+        self.skipped_nonfinite, self.bad_images = 0, set()
+        if resume:
+            self.resume()
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    def model_config(self) -> dict:
+        cfg = self.cfg
+        return {"model": {"name": cfg.model, "kwargs": {"num_keypoints": self.num_keypoints, **cfg.model_kwargs}},
+                "codec": self.codec.to_config(), "input_size": list(cfg.input_size),
+                "num_keypoints": self.num_keypoints, "skeleton": self.skeleton, "flip_index": self.flip_index,
+                "padding": 1.25, "train": cfg.to_dict()}
+
+    def load_init(self, path) -> None:
+        payload = load_checkpoint(path)
+        own = self.model.state_dict()
+        # Keep only tensors of matching shape: pretraining on another keypoint set still transfers the trunk.
+        state = {k: v for k, v in payload["model"].items() if k in own and own[k].shape == v.shape}
+        self.model.load_state_dict(state, strict=False)
+        if self.is_main:
+            log.info("initialised %d/%d tensors from %s", len(state), len(own), path)
+
+    def state(self) -> dict:
+        return {"model": self.model.state_dict(), "config": self.model_config(),
+                "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "step": self.step, "best": self.best,
+                "history": json.loads(json.dumps(self.history)),
+                "method": self.method.state_dict() if hasattr(self.method, "state_dict") else {}}
+
+    def resume(self) -> None:
+        path = Path(self.cfg.out) / "last.pt"
+        if not path.exists():
+            log.info("no checkpoint at %s; starting fresh", path)
+            return
+        payload = load_checkpoint(path)
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.epoch, self.step, self.best = payload["epoch"], payload["step"], payload["best"]
+        self.history = payload.get("history", [])
+        if hasattr(self.method, "load_state_dict") and payload.get("method"):
+            self.method.load_state_dict(payload["method"])
+        if self.is_main:
+            log.info("resumed from %s at epoch %d", path, self.epoch)
+
+    def log_jsonl(self, record: dict) -> None:
+        if self.is_main:
+            with open(self.out / "log.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # -- loop ------------------------------------------------------------------------------------
+    def loader(self, epoch: int) -> DataLoader:
+        self.dataset.set_epoch(epoch)
+        indices = epoch_indices(len(self.dataset), self.cfg.seed, epoch, self.rank, self.world)
+        indices = indices[:self.steps_per_epoch * self.cfg.batch_size]
+        return DataLoader(self.dataset, batch_size=self.cfg.batch_size, sampler=indices, drop_last=True,
+                          num_workers=self.cfg.workers, collate_fn=collate, persistent_workers=False,
+                          multiprocessing_context="fork" if self.cfg.workers > 0 and sys.platform != "win32" else None)
+
+    def train_epoch(self, epoch: int) -> dict:
+        cfg = self.cfg
+        for m in self.method.trainable_modules():
+            m.train()
+        totals, n, t0 = {}, 0, time.time()
+        batches = self.loader(epoch)
+        if self.is_main and cfg.progress:
+            from tqdm import tqdm
+            batches = tqdm(batches, total=self.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                           file=sys.stderr, dynamic_ncols=True)
+        for batch in batches:
+            bad = batch["index"][batch["ok"] == 0].tolist()
+            self.bad_images.update(self.train_samples[i].image_path for i in bad)
+            batch = {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+            if cfg.channels_last:
+                batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(self.step, self.total_steps, cfg.warmup_iters, cfg.final_lr_ratio)
+            with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda"):
+                logs = self.method.training_step(batch)
+            loss = logs["loss"]
+            where = f"epoch {epoch + 1}, step {self.step}, samples {batch['index'][:8].tolist()}..."
+            try:
+                check_finite(loss, where=where)
+            except FloatingPointError:
+                if cfg.nan_policy != "skip":
+                    raise
+                self.skipped_nonfinite += 1
+                log.warning("skipped non-finite loss at %s (%d so far)", where, self.skipped_nonfinite)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                continue
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if hasattr(self.method, "after_step"):
+                self.method.after_step()
+            self.step += 1
+            n += 1
+            for k, v in logs.items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+            if self.is_main and cfg.progress and hasattr(batches, "set_postfix"):
+                batches.set_postfix(loss=f"{totals['loss'] / n:.3e}")
+        seconds = time.time() - t0
+        return {k: v / max(1, n) for k, v in totals.items()} | {
+            "seconds": round(seconds, 1), "images_per_s": round(n * cfg.batch_size * self.world / max(seconds, 1e-9), 1),
+            "lr": self.optimizer.param_groups[0]["lr"]}
+
+    def validate(self) -> dict:
+        from posekit.engine.evaluate import evaluate_samples
+        from posekit.inference.predictor import Predictor
+        model = self.method.deploy_model() if hasattr(self.method, "deploy_model") else self.model
+        predictor = Predictor(model, self.model_config(), flip_test=True, device=str(self.device))
+        metrics = evaluate_samples(predictor, self.val_samples)
+        model.train()
+        return metrics
+
+    def fit(self) -> dict:
+        cfg = self.cfg
+        if self.is_main:
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        while self.epoch < cfg.epochs:
+            record = {"epoch": self.epoch + 1, **self.train_epoch(self.epoch)}
+            self.epoch += 1
+            if self.val_samples and self.is_main and (self.epoch % cfg.val_every == 0 or self.epoch == cfg.epochs):
+                metrics = self.validate()
+                record["val"] = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
+                score = metrics.get("pck@0.2_torso", metrics.get("AP", 0.0))
+                if score == score and score > self.best:
+                    self.best = score
+                    save_checkpoint(self.out / "best.pt", {"model": self.model.state_dict(), "config": self.model_config()})
+            if self.bad_images:
+                record["unreadable_images"] = sorted(self.bad_images)
+            if self.skipped_nonfinite:
+                record["skipped_nonfinite"] = self.skipped_nonfinite
+            self.history.append(record)
+            if self.is_main:
+                self.log_jsonl(record)
+                save_checkpoint(self.out / "last.pt", self.state())
+                log.info("epoch %d: %s", self.epoch, {k: v for k, v in record.items() if k != "unreadable_images"})
+        if self.is_main:
+            save_checkpoint(self.out / "model.pt", {"model": self.model.state_dict(), "config": self.model_config()})
+        if self.world > 1:
+            dist.barrier()
+        return self.history[-1] if self.history else {}

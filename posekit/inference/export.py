@@ -1,0 +1,41 @@
+"""ONNX export. The posekit config travels inside the .onnx file (metadata 'posekit_config'), so an
+exported model runs with ONNX Runtime alone: ``Predictor.from_onnx(path)``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from posekit.engine.checkpoint import build_from_checkpoint
+
+
+def export_onnx(checkpoint, out, *, opset: int = 17, batch: int = 1) -> Path:
+    """Write the checkpoint's network (image crops (N, 3, H, W) -> raw outputs) as ONNX with a dynamic batch axis."""
+    import onnx
+
+    model, config = build_from_checkpoint(checkpoint)
+    if hasattr(model, "reparameterize"):  # deploy form: fewer, plain convolutions
+        model = model.reparameterize().eval()
+    w, h = config["input_size"]
+    dummy = torch.zeros(batch, 3, h, w)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(model, (dummy,), str(out), input_names=["image"], output_names=["output"],
+                      dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}}, opset_version=opset, dynamo=False)
+    proto = onnx.load(str(out))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "posekit_config", json.dumps(config)
+    onnx.save(proto, str(out))
+    return out
+
+
+def onnx_config(path) -> dict:
+    """The posekit config stored in an exported model."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    for entry in proto.metadata_props:
+        if entry.key == "posekit_config":
+            return json.loads(entry.value)
+    raise ValueError(f"{path}: no posekit_config metadata: not exported by `posekit export`")

@@ -1,0 +1,183 @@
+"""Top-down inference: image + person boxes -> keypoints in the original image's pixels.
+
+One path serves evaluation, ``posekit predict`` and the Python API: crop each box with an affine matrix,
+run the network (PyTorch or ONNX Runtime), decode with the checkpoint's codec, map back through the
+inverse matrix. Flip test runs the mirrored crop too and averages the two predictions in image space.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from posekit.codecs import build_codec
+from posekit.data.io import read_image
+from posekit.data.sample import DataError, Sample
+from posekit.data.transforms import (affine_points, box_to_center_scale, crop_matrix, invert_affine,
+                                     normalize_image, warp_image)
+from posekit.engine.checkpoint import build_from_checkpoint, load_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+class Predictor:
+    """Predict keypoints for person boxes.
+
+    >>> predictor = Predictor.from_checkpoint("zoo/lspet_compact.pt")
+    >>> keypoints = predictor.predict(image, boxes)   # image (H, W, 3) uint8 RGB, boxes (M, 4) xywh -> (M, K, 3)
+    """
+
+    def __init__(self, model, config: dict, *, backend: str = "torch", onnx_path=None, flip_test: bool = True,
+                 batch_size: int = 32, device: str = "cpu", decode: str | None = None):
+        self.config = config
+        self.input_size = tuple(config["input_size"])
+        codec_cfg = dict(config["codec"])
+        if decode is not None:
+            codec_cfg["decode"] = decode
+        self.codec = build_codec(codec_cfg)
+        self.flip_index = np.asarray(config["flip_index"])
+        self.flip_test = flip_test
+        self.batch_size = batch_size
+        self.padding = config.get("padding", 1.25)
+        self.device = torch.device(device)
+        self.backend = backend
+        if backend == "torch":
+            self.model = model.to(self.device).eval()
+        elif backend == "onnx":
+            import onnxruntime as ort
+            if onnx_path is None:
+                raise ValueError("backend 'onnx' needs onnx_path (write one with `posekit export`)")
+            opts = ort.SessionOptions()
+            self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+            self.model = None
+        else:
+            raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnx'")
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint, **kwargs) -> "Predictor":
+        payload = load_checkpoint(checkpoint)
+        model, config = build_from_checkpoint(payload)
+        return cls(model, config, **kwargs)
+
+    @classmethod
+    def from_onnx(cls, path, **kwargs) -> "Predictor":
+        from posekit.inference.export import onnx_config
+        return cls(None, onnx_config(path), backend="onnx", onnx_path=path, **kwargs)
+
+    @classmethod
+    def load(cls, path, *, backend: str = "torch", **kwargs) -> "Predictor":
+        """A checkpoint (.pt) or an exported model (.onnx); backend 'onnx' with a .pt exports it to a temp file first."""
+        path = str(path)
+        if path.endswith(".onnx"):
+            return cls.from_onnx(path, **kwargs)
+        if backend == "onnx":
+            import tempfile
+            from posekit.inference.export import export_onnx
+            onnx_path = export_onnx(path, tempfile.mkdtemp(prefix="posekit_onnx_") + "/model.onnx")
+            return cls.from_onnx(onnx_path, **kwargs)
+        return cls.from_checkpoint(path, **kwargs)
+
+    @property
+    def num_keypoints(self) -> int:
+        return int(self.config["num_keypoints"])
+
+    # -- network ---------------------------------------------------------------------------------
+    def run_network(self, crops: np.ndarray) -> np.ndarray:
+        """crops: (N, 3, H, W) float32 -> raw network outputs (e.g. heatmaps (N, K, h, w)) as numpy."""
+        if self.backend == "onnx":
+            name = self.session.get_inputs()[0].name
+            return self.session.run(None, {name: np.ascontiguousarray(crops, dtype=np.float32)})[0]
+        with torch.inference_mode():
+            x = torch.from_numpy(crops).to(self.device).contiguous(memory_format=torch.channels_last)
+            return self.model(x).float().cpu().numpy()
+
+    def predict_crops(self, crops: np.ndarray, matrices: np.ndarray, flipped: np.ndarray) -> np.ndarray:
+        """Decode a batch of crops back to image space.
+
+        crops: (N, 3, H, W); matrices: (N, 2, 3) image -> crop; flipped: (N,) bool.
+        Returns (N, K, 3): x, y in image pixels and a confidence score.
+        """
+        coords, scores = self.codec.decode(self.run_network(crops))
+        out = np.empty((len(crops), coords.shape[1], 3), np.float32)
+        for i in range(len(crops)):
+            xy, s = coords[i], scores[i]
+            if flipped[i]:  # the mirrored crop's "left" is the original's "right"
+                xy, s = xy[self.flip_index], s[self.flip_index]
+            out[i, :, :2] = affine_points(xy, invert_affine(matrices[i]))
+            out[i, :, 2] = s
+        return out
+
+    def prepare(self, image: np.ndarray, box: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+        """One box -> [(crop (3, H, W), matrix, flipped)], two views with flip test."""
+        w, h = self.input_size
+        center, size = box_to_center_scale(box, w / h, self.padding)
+        views = []
+        for flip in ((False, True) if self.flip_test else (False,)):
+            matrix = crop_matrix(center, size, self.input_size, 0.0, flip)
+            views.append((normalize_image(warp_image(image, matrix, self.input_size)), matrix, flip))
+        return views
+
+    def predict(self, image: np.ndarray, boxes) -> np.ndarray:
+        """image: (H, W, 3) uint8 RGB; boxes: (M, 4) xywh -> (M, K, 3) keypoints in image pixels with scores."""
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        views = [v for box in boxes for v in self.prepare(image, box)]
+        if not views:
+            return np.zeros((0, self.num_keypoints, 3), np.float32)
+        outs = []
+        for start in range(0, len(views), self.batch_size):
+            chunk = views[start:start + self.batch_size]
+            outs.append(self.predict_crops(np.stack([c for c, _, _ in chunk]), np.stack([m for _, m, _ in chunk]),
+                                           np.array([f for _, _, f in chunk])))
+        return merge_views(np.concatenate(outs), 2 if self.flip_test else 1)
+
+    def predict_samples(self, samples: Iterable[Sample], on_error=None) -> Iterator[tuple[Sample, np.ndarray]]:
+        """Stream (sample, keypoints (K, 3)) over any iterable of samples, batching crops across images.
+
+        Images are read one at a time and only a batch of crops is held in memory, so a folder of any size
+        streams. An unreadable image is reported (``on_error(sample, error)`` or a warning) and skipped.
+        """
+        pending: list[tuple[Sample, list]] = []
+        n_views = 2 if self.flip_test else 1
+
+        def flush():
+            views = [v for _, vs in pending for v in vs]
+            out = self.predict_crops(np.stack([c for c, _, _ in views]), np.stack([m for _, m, _ in views]),
+                                     np.array([f for _, _, f in views]))
+            merged = merge_views(out, n_views)
+            for (sample, _), kpts in zip(pending, merged):
+                yield sample, kpts
+            pending.clear()
+
+        cached_path, cached_image = None, None
+        for sample in samples:
+            try:
+                if sample.image_path != cached_path:  # several people per image: read it once
+                    cached_path, cached_image = sample.image_path, read_image(sample.image_path)
+                pending.append((sample, self.prepare(cached_image, sample.box)))
+            except (DataError, ValueError) as err:
+                cached_path = None
+                if on_error is not None:
+                    on_error(sample, err)
+                else:
+                    log.warning("skipped %s: %s", sample.file_name or sample.image_path, err)
+                continue
+            if len(pending) * n_views >= self.batch_size:
+                yield from flush()
+        if pending:
+            yield from flush()
+
+
+def merge_views(outputs: np.ndarray, n_views: int) -> np.ndarray:
+    """(M * n_views, K, 3) -> (M, K, 3): average of the views' positions and scores (flip test)."""
+    return outputs.reshape(-1, n_views, *outputs.shape[1:]).mean(axis=1)
+
+
+def prediction_record(sample: Sample, keypoints: np.ndarray, score: float | None = None) -> dict:
+    """The prediction contract of DESIGN.md: one JSON-able dict per person box."""
+    kp = np.asarray(keypoints, dtype=np.float64)
+    return {"file_name": sample.file_name, "image_id": int(sample.image_id),
+            "keypoints": [[round(float(x), 3), round(float(y), 3), round(float(s), 5)] for x, y, s in kp],
+            "score": float(kp[:, 2].mean()) if score is None else float(score),
+            "box": [round(float(v), 2) for v in sample.box]}

@@ -1,0 +1,219 @@
+"""Training losses for heatmap, coordinate and distillation objectives.
+
+Shapes: ``N`` people, ``K`` joints. ``weights`` is always (N, K) per joint (0 = ignore), as produced by the
+codecs. Reductions: heatmap losses average over N, K and pixels (mmpose's ``KeypointMSELoss``);
+per-joint coordinate losses are weighted means over the joints with non-zero weight (dsntnn's
+``average_loss``), 0 when no joint counts.
+"""
+from __future__ import annotations
+
+import math
+from itertools import combinations
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .codecs.rle import RLELoss
+
+__all__ = ["KeypointMSELoss", "CoordL1Loss", "CoordL2Loss", "BoneLoss", "AutomaticWeightedLoss",
+           "HeatmapKLLoss", "RLELoss", "check_finite", "weighted_mean"]
+
+
+def check_finite(loss, *, where: str):
+    """Return ``loss`` unchanged, or raise ``FloatingPointError("non-finite loss at <where>")``."""
+    value = torch.as_tensor(loss)
+    if not bool(torch.isfinite(value).all()):
+        raise FloatingPointError(f"non-finite loss at {where}")
+    return loss
+
+
+def weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """(N, K) per-joint values -> ``sum(w v) / sum(w)`` (0 with a graph when ``sum(w) == 0``)."""
+    if weights is None:
+        return values.mean()
+    if weights.shape != values.shape:
+        raise ValueError(f"weights must be {tuple(values.shape)}, got {tuple(weights.shape)}")
+    weights = weights.to(values.dtype)
+    total = weights.sum()
+    # Dividing by max(total, tiny) keeps the graph (and zero gradients) when nothing is labelled.
+    return (values * weights).sum() / total.clamp_min(torch.finfo(values.dtype).tiny)
+
+
+def _check_coords(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.dim() != 3 or pred.shape[-1] != 2:
+        raise ValueError(f"pred must be (N, K, 2), got shape {tuple(pred.shape)}")
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+
+
+def _safe_norm(diff: torch.Tensor) -> torch.Tensor:
+    """Euclidean norm over the last axis with a zero (not NaN) gradient at the origin."""
+    squared = (diff ** 2).sum(dim=-1)
+    positive = squared > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, squared, torch.ones_like(squared))),
+                       torch.zeros_like(squared))
+
+
+class KeypointMSELoss(nn.Module):
+    """Heatmap MSE: ``mean over N, K, H, W of w_nk (pred - target)^2``, summed over stages.
+
+    forward(pred (N, K, H, W) or a list of such (intermediate supervision), target (N, K, H, W),
+    weights (N, K) -- required when ``use_target_weight``).
+    """
+
+    def __init__(self, use_target_weight: bool = True):
+        super().__init__()
+        self.use_target_weight = use_target_weight
+
+    def forward(self, pred, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        stages = list(pred) if isinstance(pred, (list, tuple)) else [pred]
+        if not stages:
+            raise ValueError("pred is an empty list of stages")
+        if target.dim() != 4:
+            raise ValueError(f"target must be (N, K, H, W), got shape {tuple(target.shape)}")
+        if self.use_target_weight:
+            if weights is None:
+                raise ValueError("weights (N, K) are required when use_target_weight=True")
+            if weights.shape != target.shape[:2]:
+                raise ValueError(f"weights must be {tuple(target.shape[:2])}, got {tuple(weights.shape)}")
+        total = 0
+        for i, stage in enumerate(stages):
+            if stage.shape != target.shape:
+                raise ValueError(f"stage {i} output {tuple(stage.shape)} does not match the target "
+                                 f"{tuple(target.shape)}")
+            error = (stage - target) ** 2
+            if self.use_target_weight:
+                error = error * weights.to(error.dtype)[:, :, None, None]
+            total = total + error.mean()
+        return total
+
+
+class CoordL1Loss(nn.Module):
+    """Per-joint L1 distance ``|dx| + |dy|``, weighted mean over joints.
+
+    forward(pred (N, K, 2), target (N, K, 2), weights (N, K) or None).
+    """
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+        _check_coords(pred, target)
+        return weighted_mean((pred - target).abs().sum(dim=-1), weights)
+
+
+class CoordL2Loss(nn.Module):
+    """Per-joint Euclidean distance (DSNT's loss), or its square with ``squared=True``; weighted mean.
+
+    forward(pred (N, K, 2), target (N, K, 2), weights (N, K) or None).
+    """
+
+    def __init__(self, squared: bool = False):
+        super().__init__()
+        self.squared = squared
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+        _check_coords(pred, target)
+        diff = pred - target
+        per_joint = (diff ** 2).sum(dim=-1) if self.squared else _safe_norm(diff)
+        return weighted_mean(per_joint, weights)
+
+
+class BoneLoss(nn.Module):
+    """Bone-length consistency: mean of ``| ||p_i - p_j|| - ||g_i - g_j|| |`` over joint pairs whose two
+    joints both have weight > 0.
+
+    Args:
+        limbs: sequence of ``(i, j)`` joint pairs (e.g. ``skeleton.limbs``: connected limbs only, the
+            variant that works better on small data); ``None`` uses all ``K (K - 1) / 2`` pairs.
+
+    forward(pred (N, K, 2), target (N, K, 2), weights (N, K) or None) -> scalar (0 if no pair counts).
+    """
+
+    def __init__(self, limbs: Sequence[tuple[int, int]] | None = None):
+        super().__init__()
+        if limbs is not None:
+            limbs = [(int(i), int(j)) for i, j in limbs]
+            if not limbs:
+                raise ValueError("limbs is empty; pass None for all joint pairs")
+            if any(i == j or min(i, j) < 0 for i, j in limbs):
+                raise ValueError(f"limbs must be pairs of distinct non-negative joint indices, got {limbs}")
+        self.limbs = limbs
+
+    def _pairs(self, num_joints: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        pairs = self.limbs if self.limbs is not None else list(combinations(range(num_joints), 2))
+        if not pairs:
+            raise ValueError("BoneLoss needs at least two joints")
+        if max(max(p) for p in pairs) >= num_joints:
+            raise ValueError(f"a limb index is out of range for {num_joints} joints")
+        index = torch.tensor(pairs, dtype=torch.long, device=device)
+        return index[:, 0], index[:, 1]
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+        _check_coords(pred, target)
+        first, second = self._pairs(pred.shape[1], pred.device)
+        pred_length = _safe_norm(pred[:, first] - pred[:, second])
+        true_length = _safe_norm(target[:, first] - target[:, second])
+        if weights is None:
+            valid = None
+        else:
+            if weights.shape != pred.shape[:2]:
+                raise ValueError(f"weights must be {tuple(pred.shape[:2])}, got {tuple(weights.shape)}")
+            valid = ((weights[:, first] > 0) & (weights[:, second] > 0)).to(pred.dtype)
+        return weighted_mean((pred_length - true_length).abs(), valid)
+
+
+class AutomaticWeightedLoss(nn.Module):
+    """Learned multi-task weighting: ``sum_i 0.5 / s_i^2 * L_i + log(1 + s_i^2)``, ``s_i`` initialised to 1.
+
+    Homoscedastic-uncertainty weighting of Kendall, Gal & Cipolla (CVPR 2018) with the ``log(1 + s^2)``
+    regulariser of Liebel & Koerner ("Auxiliary Tasks in Multi-task Learning", 2018), which keeps the
+    total positive and stops ``s -> 0``; the form popularised by the ``AutomaticWeightedLoss`` package.
+    Give ``awl.parameters()`` to the optimiser (without weight decay).
+    """
+
+    def __init__(self, num_losses: int = 2):
+        super().__init__()
+        if num_losses < 1:
+            raise ValueError(f"num_losses must be positive, got {num_losses}")
+        self.params = nn.Parameter(torch.ones(num_losses))
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """Current effective weights ``0.5 / s_i^2`` (detached, for logging)."""
+        return (0.5 / self.params.detach() ** 2).clone()
+
+    def forward(self, *losses: torch.Tensor) -> torch.Tensor:
+        if len(losses) != len(self.params):
+            raise ValueError(f"expected {len(self.params)} losses, got {len(losses)}")
+        total = 0
+        for s, loss in zip(self.params, losses):
+            total = total + 0.5 / s ** 2 * loss + torch.log1p(s ** 2)
+        return total
+
+
+class HeatmapKLLoss(nn.Module):
+    """Distillation: ``T^2 KL(softmax(teacher / T) || softmax(student / T))`` per map over its H x W pixels,
+    averaged over joints (weighted mean with weights). The teacher is detached.
+
+    forward(student (N, K, H, W), teacher (N, K, H, W), weights (N, K) or None).
+    """
+
+    def __init__(self, temperature: float = 1.0):
+        super().__init__()
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be positive, got {temperature!r}")
+        self.temperature = float(temperature)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+        if student.dim() != 4 or student.shape != teacher.shape:
+            raise ValueError(f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} must be "
+                             "equal (N, K, H, W)")
+        t = self.temperature
+        log_p_student = F.log_softmax(student.flatten(2) / t, dim=2)
+        log_p_teacher = F.log_softmax(teacher.detach().flatten(2) / t, dim=2)
+        kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=2)
+        return weighted_mean(kl, weights) * t ** 2

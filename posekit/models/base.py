@@ -1,0 +1,65 @@
+"""Base classes fixing the model contract (see docs/architecture.md).
+
+Every model maps image crops ``x: (N, 3, H, W)`` to heatmaps ``(N, K, H/4, W/4)``:
+
+* ``forward(x)`` -> heatmaps of the last stage;
+* ``forward_all(x)`` -> list of every supervised stage, last one == ``forward(x)``;
+* ``forward_features(x)`` -> ``(N, feature_channels, H/4, W/4)``, the input of the final 1x1 heatmap conv
+  (a reusable trunk for other heads);
+* attributes ``num_keypoints``, ``output_stride`` (4), ``feature_channels`` and ``input_multiple``
+  (H and W must be multiples of it).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+__all__ = ["PoseModel", "SingleStageModel"]
+
+
+class PoseModel(nn.Module):
+    output_stride: int = 4
+    #: H and W must be multiples of this (the network's total downsampling before it upsamples again).
+    input_multiple: int = 4
+    #: smallest H and W the network accepts (e.g. an hourglass needs 4 * 2^depth).
+    min_input_size: int = 4
+
+    def __init__(self, num_keypoints: int, feature_channels: int):
+        super().__init__()
+        if num_keypoints < 1:
+            raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
+        self.num_keypoints = num_keypoints
+        self.feature_channels = feature_channels
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear ValueError for inputs the network can't map to (N, K, H/4, W/4)."""
+        if torch.jit.is_tracing() or torch.jit.is_scripting():
+            return  # the exporter traces with a valid dummy input; shape checks would only add warnings
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"{type(self).__name__} expects images (N, 3, H, W), got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        m = self.input_multiple
+        if h % m or w % m or min(h, w) < self.min_input_size:
+            raise ValueError(f"{type(self).__name__}: input {h}x{w} (HxW) must have sides that are multiples of {m} "
+                             f"and at least {self.min_input_size}")
+
+    def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_all(x)[-1]
+
+
+class SingleStageModel(PoseModel):
+    """trunk ``forward_features`` + 1x1 ``self.head``: one supervised stage."""
+
+    head: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+    def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.forward(x)]

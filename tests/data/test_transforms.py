@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from posekit.data.transforms import (affine_points, box_to_center_scale, color_jitter, crop_matrix, invert_affine,
+                                     warp_image)
+
+
+def test_box_grows_to_aspect_ratio_then_padding():
+    center, size = box_to_center_scale(np.array([10, 20, 40, 100]), aspect_ratio=0.75, padding=1.25)
+    assert center.tolist() == [30, 70]
+    assert size.tolist() == pytest.approx([75 * 1.25, 100 * 1.25])  # width grown to 0.75 * height
+
+
+@pytest.mark.parametrize("box", [[0, 0, 0, 10], [0, 0, 10, -1], [np.nan, 0, 5, 5]])
+def test_degenerate_boxes_are_refused(box):
+    with pytest.raises(ValueError, match="positive size"):
+        box_to_center_scale(np.array(box, dtype=float), 1.0)
+
+
+def test_crop_matrix_known_points():
+    m = crop_matrix(np.array([50.0, 50.0]), np.array([100.0, 100.0]), (64, 64))
+    # pixel centres at integers: the region [0, 100] fills [-0.5, 63.5]
+    assert affine_points(np.array([[50.0, 50.0], [0.0, 0.0], [100.0, 100.0]]), m) == pytest.approx(
+        np.array([[31.5, 31.5], [-0.5, -0.5], [63.5, 63.5]]))
+    flipped = crop_matrix(np.array([50.0, 50.0]), np.array([100.0, 100.0]), (64, 64), flip=True)
+    assert affine_points(np.array([[25.0, 50.0]]), flipped) == pytest.approx(np.array([[63 - 15.5, 31.5]]))
+
+
+def test_rotation_and_inverse_round_trip():
+    m = crop_matrix(np.array([40.0, 30.0]), np.array([80.0, 60.0]), (64, 48), rotation=90)
+    # the point right of the centre moves to straight above the crop centre
+    assert affine_points(np.array([[50.0, 30.0]]), m) == pytest.approx(np.array([[31.5, 23.5 - 8.0]]), abs=1e-5)
+    pts = np.random.default_rng(0).uniform(0, 80, size=(10, 2))
+    back = affine_points(affine_points(pts, m), invert_affine(m))
+    assert back == pytest.approx(pts, abs=1e-4)
+
+
+def test_warp_moves_a_dot_where_the_matrix_says():
+    image = np.zeros((100, 100, 3), np.uint8)
+    image[40, 70] = 255
+    m = crop_matrix(np.array([50.0, 50.0]), np.array([50.0, 50.0]), (50, 50), flip=True)
+    crop = warp_image(image, m, (50, 50))
+    y, x = np.unravel_index(crop[..., 0].argmax(), crop.shape[:2])
+    assert (x, y) == tuple(np.round(affine_points(np.array([[70.0, 40.0]]), m)[0]).astype(int))
+
+
+def test_color_jitter_is_seeded_and_keeps_dtype():
+    image = np.random.default_rng(1).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    a = color_jitter(image, np.random.default_rng(5), 0.3)
+    b = color_jitter(image, np.random.default_rng(5), 0.3)
+    assert a.dtype == np.uint8 and (a == b).all() and not (a == image).all()
+    assert (color_jitter(image, np.random.default_rng(5), 0.0) == image).all()
