@@ -162,6 +162,19 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_zoo(args) -> int:
+    from posekit.zoo import publish, read_index, zoo_table
+    if args.publish:
+        if not (args.name and args.val):
+            raise SystemExit("posekit zoo --publish: --name and --val are required")
+        entry = publish(args.publish, args.name, val=args.val, role=args.role, method=args.method, dataset=args.dataset,
+                        command=args.command_line, budget=args.budget, run_dir=args.run_dir, zoo_dir=args.zoo_dir,
+                        notes=args.notes)
+        print(json.dumps(entry["metrics"], indent=2))
+    print(zoo_table(read_index(args.zoo_dir)))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from posekit.demo import run_demo
     report = run_demo(args.out, num_train=args.num_train, num_val=args.num_val, epochs=args.epochs, seed=args.seed,
@@ -254,6 +267,20 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--input-size", type=size_arg, default=(128, 128))
     i.add_argument("--num-keypoints", type=int, default=14)
     i.set_defaults(func=cmd_info)
+
+    z = sub.add_parser("zoo", help="list the model zoo, or publish a checkpoint into it (--publish)")
+    z.add_argument("--zoo-dir", default="zoo")
+    z.add_argument("--publish", metavar="CHECKPOINT", help="checkpoint to slim, measure and add to the index")
+    z.add_argument("--name", help="zoo name (file NAME.pt, card NAME.md)")
+    z.add_argument("--val", help="data spec the card's metrics are measured on")
+    z.add_argument("--role", default="compact", help="compact | teacher | student-baseline | ...")
+    z.add_argument("--method", default="supervised", help="supervised | fpd | okdhp | advmix | sfda | ...")
+    z.add_argument("--dataset", default="lspet", help="training data, for the index")
+    z.add_argument("--command-line", default="", help="the command that trained it (for the card)")
+    z.add_argument("--budget", default="", help="training budget in words (epochs, images, minutes)")
+    z.add_argument("--run-dir", help="run folder whose log.jsonl gives the training wall time")
+    z.add_argument("--notes", default="")
+    z.set_defaults(func=cmd_zoo)
 
     x = sub.add_parser("export", help="export a checkpoint to ONNX")
     x.add_argument("--checkpoint", required=True)

@@ -21,11 +21,19 @@ __all__ = ["KeypointMSELoss", "CoordL1Loss", "CoordL2Loss", "BoneLoss", "Automat
            "HeatmapKLLoss", "RLELoss", "check_finite", "weighted_mean"]
 
 
-def check_finite(loss, *, where: str):
-    """Return ``loss`` unchanged, or raise ``FloatingPointError("non-finite loss at <where>")``."""
-    value = torch.as_tensor(loss)
-    if not bool(torch.isfinite(value).all()):
-        raise FloatingPointError(f"non-finite loss at {where}")
+def check_finite(loss, *, where: str, what: str = "loss"):
+    """Return ``loss`` unchanged, or raise ``FloatingPointError("non-finite <what> at <where>")``.
+
+    ``loss`` may also be a dict of named tensors (e.g. ``{name: param.grad}`` with ``what="gradient"``):
+    all are checked and the message names the first non-finite one.
+    """
+    if isinstance(loss, dict):
+        if loss and not bool(torch.stack([torch.isfinite(t).all() for t in loss.values()]).all()):
+            name = next(n for n, t in loss.items() if not bool(torch.isfinite(t).all()))
+            raise FloatingPointError(f"non-finite {what} at {where} (first in {name})")
+        return loss
+    if not bool(torch.isfinite(torch.as_tensor(loss)).all()):
+        raise FloatingPointError(f"non-finite {what} at {where}")
     return loss
 
 

@@ -38,9 +38,11 @@ def load_checkpoint(path) -> dict:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError / RuntimeError with long messages
+    except Exception as err:  # torch raises UnpicklingError / RuntimeError with long messages, EOFError with none
+        first_line = next(iter(str(err).splitlines()), "")
+        reason = f"{type(err).__name__}: {first_line}" if first_line else type(err).__name__
         raise ValueError(f"{path}: not a loadable posekit checkpoint (only weights and plain data are accepted): "
-                         f"{str(err).splitlines()[0]}") from err
+                         f"{reason}") from err
 
 
 def build_from_checkpoint(path_or_payload):

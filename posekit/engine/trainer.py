@@ -62,7 +62,7 @@ class TrainConfig:
     method: str = "supervised"
     method_kwargs: dict = field(default_factory=dict)
     init: str | None = None                      # checkpoint to start from (e.g. synthetic pretraining)
-    nan_policy: str = "raise"                    # "raise" | "skip" a non-finite loss
+    nan_policy: str = "raise"                    # "raise" | "skip" a non-finite loss or gradient
     val_every: int = 1
     max_iters_per_epoch: int | None = None
     progress: bool = True
@@ -110,6 +110,15 @@ def epoch_indices(n: int, seed: int, epoch: int, rank: int, world: int) -> list[
     perm = torch.randperm(n, generator=g).tolist()
     per_rank = n // world  # drop the remainder so every rank runs the same number of steps
     return perm[rank * per_rank:(rank + 1) * per_rank]
+
+
+def _logged_epoch(line: str) -> float:
+    """The epoch of one log.jsonl line; inf if the line is not a complete epoch record."""
+    try:
+        epoch = json.loads(line).get("epoch")
+    except (ValueError, AttributeError):
+        return math.inf
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else math.inf
 
 
 def skeleton_of(samples) -> tuple[str, list[int]]:
@@ -172,8 +181,10 @@ class Trainer:
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.method = build_method(cfg.method, self.model, **cfg.method_kwargs, device=self.device, trainer=self)
-        params = [p for m in self.method.trainable_modules() for p in m.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.named_params = [(name, p) for m in self.method.trainable_modules() for name, p in m.named_parameters()
+                             if p.requires_grad]
+        self.optimizer = torch.optim.AdamW([p for _, p in self.named_params], lr=cfg.lr,
+                                           weight_decay=cfg.weight_decay)
         self.ddp_model = None
         if self.world > 1:
             # DDP all-reduces gradients only for calls that go through its forward(): wrap forward_all.
@@ -236,6 +247,34 @@ class Trainer:
             with open(self.out / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
 
+    def trim_log(self) -> None:
+        """Make log.jsonl hold only the epochs this run has done (none for a fresh run), so every epoch is
+        logged once: a crash between an epoch's log line and its checkpoint left a line the resumed run
+        writes again, and a fresh run in a used folder must not append to the old run's log. Lines that do
+        not parse (torn by a crash) are dropped too. Rewritten atomically, and only if something changes."""
+        path = self.out / "log.jsonl"
+        if not path.exists():
+            return
+        lines = path.read_text().splitlines(keepends=True)
+        keep = [line for line in lines if _logged_epoch(line) <= self.epoch]
+        if keep == lines:
+            return
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(line if line.endswith("\n") else line + "\n" for line in keep))
+        os.replace(tmp, path)
+        log.info("%s: dropped %d line(s) of epochs after %d", path, len(lines) - len(keep), self.epoch)
+
+    def buffer_snapshot(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(buffer, copy) of every buffer of the trained modules (BatchNorm running statistics): a forward
+        pass in train mode updates them before the loss can be checked."""
+        return [(b, b.detach().clone()) for m in self.method.trainable_modules() for b in m.buffers()]
+
+    @staticmethod
+    def restore_buffers(snapshot) -> None:
+        with torch.no_grad():
+            for buffer, saved in snapshot:
+                buffer.copy_(saved)
+
     # -- loop ------------------------------------------------------------------------------------
     def loader(self, epoch: int) -> DataLoader:
         self.dataset.set_epoch(epoch)
@@ -263,29 +302,35 @@ class Trainer:
                 batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(self.step, self.total_steps, cfg.warmup_iters, cfg.final_lr_ratio)
+            buffers = self.buffer_snapshot()
             with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda"):
                 logs = self.method.training_step(batch)
             loss = logs["loss"]
             where = f"epoch {epoch + 1}, step {self.step}, samples {batch['index'][:8].tolist()}..."
+            self.optimizer.zero_grad(set_to_none=True)
             try:
                 check_finite(loss, where=where)
-            except FloatingPointError:
+                loss.backward()
+                # a finite loss can still have NaN/inf gradients (e.g. sqrt at 0): they must not reach the weights
+                check_finite({name: p.grad for name, p in self.named_params if p.grad is not None}, where=where,
+                             what="gradient")
+            except FloatingPointError as err:
+                # refuse the whole step: no weight update, and the forward pass's BatchNorm updates undone
+                self.restore_buffers(buffers)
+                self.optimizer.zero_grad(set_to_none=True)
                 if cfg.nan_policy != "skip":
                     raise
                 self.skipped_nonfinite += 1
-                log.warning("skipped non-finite loss at %s (%d so far)", where, self.skipped_nonfinite)
-                self.optimizer.zero_grad(set_to_none=True)
+                log.warning("skipped step: %s (%d so far)", err, self.skipped_nonfinite)
                 self.step += 1
                 continue
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             self.optimizer.step()
             if hasattr(self.method, "after_step"):
                 self.method.after_step()
             self.step += 1
             n += 1
             for k, v in logs.items():
-                totals[k] = totals.get(k, 0.0) + float(v)
+                totals[k] = totals.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v)
             if self.is_main and cfg.progress and hasattr(batches, "set_postfix"):
                 batches.set_postfix(loss=f"{totals['loss'] / n:.3e}")
         seconds = time.time() - t0
@@ -306,6 +351,7 @@ class Trainer:
         cfg = self.cfg
         if self.is_main:
             (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+            self.trim_log()
         while self.epoch < cfg.epochs:
             record = {"epoch": self.epoch + 1, **self.train_epoch(self.epoch)}
             self.epoch += 1

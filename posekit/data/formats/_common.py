@@ -16,6 +16,8 @@ from posekit.skeletons import SKELETONS, skeleton_for
 logger = logging.getLogger("posekit.data.formats")
 
 _MAX_LISTED = 10  # records named in one warning; the full list is in ``report``
+#: The largest magnitude a Sample can hold: boxes and keypoints are float32, where anything larger is inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class Problems:
@@ -43,10 +45,15 @@ class Problems:
     def warn_summary(self) -> None:
         if not self.errors:
             return
-        listed = "; ".join(e.what if e.record is None else f"record {e.record}: {e.what}"
-                           for e in self.errors[:_MAX_LISTED])
-        more = f"; ... and {len(self.errors) - _MAX_LISTED} more" if len(self.errors) > _MAX_LISTED else ""
-        logger.warning("%s: skipped %d invalid record(s): %s%s", self.source, len(self.errors), listed, more)
+        listed = list_some([e.what if e.record is None else f"record {e.record}: {e.what}" for e in self.errors])
+        logger.warning("%s: skipped %d invalid record(s): %s", self.source, len(self.errors), listed)
+
+
+def list_some(items, separator: str = "; ") -> str:
+    """The first :data:`_MAX_LISTED` items joined for a log message, then how many more there are."""
+    items = [str(item) for item in items]
+    more = f"{separator}... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+    return separator.join(items[:_MAX_LISTED]) + more
 
 
 def as_int(value, path, record, what: str) -> int:
@@ -73,7 +80,32 @@ def as_float_array(value, shape: tuple, path, record, what: str) -> np.ndarray:
         raise DataError(path, f"{what} has shape {array.shape}, expected {want}", record)
     if not np.all(np.isfinite(array)):
         raise DataError(path, f"{what} contains NaN or infinite values", record)
+    check_float32_range(array, path, record, what)
     return array
+
+
+def check_float32_range(array, path, record, what: str) -> None:
+    """DataError if a (finite) value is too large for float32: converted for a Sample, it would become inf."""
+    array = np.asarray(array, dtype=np.float64)
+    too_large = np.abs(array) > FLOAT32_MAX
+    if np.any(too_large):
+        raise DataError(path, f"{what}: {float(array[too_large][0]):g} is beyond the float32 range "
+                              f"(|x| <= {FLOAT32_MAX:.4g})", record)
+
+
+def float32_box(box_xywh, path, record, what: str = "box") -> np.ndarray:
+    """(4,) float32 ``x, y, w, h`` as a Sample holds it, checked *after* the conversion: a coordinate that
+    overflows to inf, or a width/height that rounds to 0 (or is negative), is a DataError."""
+    box = np.asarray(box_xywh, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        converted = box.astype(np.float32)
+    if not np.all(np.isfinite(converted)):
+        raise DataError(path, f"{what} {box.tolist()} is beyond the float32 range (|x| <= {FLOAT32_MAX:.4g})",
+                        record)
+    if not (converted[2] > 0 and converted[3] > 0):
+        rounded = " once converted to float32" if box[2] > 0 and box[3] > 0 else ""
+        raise DataError(path, f"{what} {box.tolist()} has non-positive width or height{rounded}", record)
+    return converted
 
 
 def clip_box(box_xyxy, width: float, height: float) -> np.ndarray:
@@ -123,6 +155,15 @@ def resolve_file(root, file_name, source, record) -> pathlib.Path:
         return resolve_inside(root, file_name)
     except DataError as err:
         raise DataError(source, f"{err.what} (image root {err.path})", record) from None
+
+
+def check_box_file_name(root, file_name, source, record) -> str:
+    """A detection's ``file_name`` as a posix path relative to ``root``; DataError (naming the boxes file and
+    the record) if it is absolute or leads outside the folder. Backslashes count as separators (Windows
+    names such as ``..\\..\\boot.ini`` are refused on every platform)."""
+    posix = pathlib.PurePosixPath(file_name.replace("\\", "/")).as_posix()
+    resolve_file(root, posix, source, record)
+    return posix
 
 
 def pick_image_root(candidates, probe_name) -> pathlib.Path:

@@ -8,14 +8,15 @@ else that is wrong with a record is a :class:`~posekit.data.sample.DataError`.
 from __future__ import annotations
 
 import logging
+import math
 import pathlib
 import re
 
 import numpy as np
 
 from posekit.data.formats._common import (
-    Problems, as_float_array, as_int, clip_box, pick_image_root, resolve_file, skeleton_name,
-    xywh_to_xyxy, xyxy_to_xywh,
+    Problems, as_float_array, as_int, check_box_file_name, clip_box, float32_box, pick_image_root,
+    resolve_file, skeleton_name, xywh_to_xyxy, xyxy_to_xywh,
 )
 from posekit.data.io import image_size, load_json
 from posekit.data.sample import DataError, Sample
@@ -106,8 +107,10 @@ class _ImageTable:
             for key in ("width", "height"):
                 if key in entry:
                     value = entry[key]
-                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                        raise DataError(self.path, f"image {key!r} must be a positive number, got {value!r}", record)
+                    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+                            or not math.isfinite(value)):
+                        raise DataError(self.path, f"image {key!r} must be a finite positive number, got {value!r}",
+                                        record)
         except DataError:
             self.rejected.add(image_id)
             raise
@@ -234,8 +237,7 @@ def _read_annotation(index, ann, path, root, table: _ImageTable, category_names,
     if "bbox" not in ann:
         raise DataError(path, "annotation without 'bbox'", record)
     box = as_float_array(ann["bbox"], (4,), path, record, "bbox")
-    if box[2] <= 0 or box[3] <= 0:
-        raise DataError(path, f"bbox {box.tolist()} has non-positive width or height", record)
+    float32_box(box, path, record, "bbox")  # no area (even if only once rounded to float32): an error
     image_path, (width, height) = table.file_and_size(image_id, root)
     clipped = xyxy_to_xywh(clip_box(xywh_to_xyxy(box), width, height))
     if clipped[2] <= 0 or clipped[3] <= 0:
@@ -280,10 +282,11 @@ def _parse_keypoints(ann, path, record, names, global_k) -> np.ndarray:
     return keypoints
 
 
-def _detection_entries(det_file, *, require_image_id: bool):
+def _detection_entries(det_file, *, require_image_id: bool, image_root=None):
     """Validated person detections: list of (image_id | None, file_name | None, box xywh (4,) f32, score).
 
-    Entries of other categories and boxes with no area are skipped (logged), not errors.
+    Entries of other categories and boxes with no area are skipped (logged), not errors. With
+    ``image_root``, file names are checked to stay inside it and returned as posix paths relative to it.
     """
     path = pathlib.Path(det_file)
     data = load_json(path)
@@ -300,6 +303,8 @@ def _detection_entries(det_file, *, require_image_id: bool):
         file_name = det.get("file_name")
         if file_name is not None and (not isinstance(file_name, str) or not file_name):
             raise DataError(path, f"'file_name' must be a non-empty string, got {file_name!r}", record)
+        if file_name is not None and image_root is not None:
+            file_name = check_box_file_name(image_root, file_name, path, record)
         if image_id is None and (require_image_id or file_name is None):
             raise DataError(path, "detection without 'image_id'", record)
         for key in ("bbox", "score"):

@@ -13,7 +13,9 @@ from typing import Iterator
 
 import numpy as np
 
-from posekit.data.formats._common import clip_box, is_image_file, numeric_stem, xywh_to_xyxy, xyxy_to_xywh
+from posekit.data.formats._common import (
+    clip_box, is_image_file, list_some, numeric_stem, xywh_to_xyxy, xyxy_to_xywh,
+)
 from posekit.data.formats.coco import _detection_entries
 from posekit.data.io import IMAGE_EXTENSIONS, image_size, resolve_inside
 from posekit.data.sample import DataError, Sample
@@ -52,30 +54,49 @@ def _walk_images(root: pathlib.Path, recursive: bool) -> Iterator[tuple[pathlib.
             logger.warning("%s: cannot list folder: %s", directory, err)
 
 
-def _index_detections(boxes_file, score_threshold: float):
-    """(by file name, by image id) dicts of [(box xywh, score)], highest score first."""
-    by_name: dict[str, list] = {}
-    by_id: dict[int, list] = {}
-    for image_id, file_name, box, score in _detection_entries(boxes_file, require_image_id=False):
-        if score < score_threshold:
-            continue
-        if file_name is not None:
-            by_name.setdefault(pathlib.PurePosixPath(file_name.replace("\\", "/")).as_posix(), []).append((box, score))
-        else:
-            by_id.setdefault(image_id, []).append((box, score))
-    for table in (by_name, by_id):
-        for boxes in table.values():
-            boxes.sort(key=lambda item: -item[1])
-    return by_name, by_id
+class _Detections:
+    """A boxes file indexed by file name and by image id (highest score first), remembering which were used."""
 
+    def __init__(self, boxes_file, root: pathlib.Path, score_threshold: float):
+        self.source = pathlib.Path(boxes_file)
+        self.by_name: dict[str, list] = {}
+        self.by_id: dict[int, list] = {}
+        # file names come back checked: relative posix paths that stay inside root
+        for image_id, file_name, box, score in _detection_entries(boxes_file, require_image_id=False,
+                                                                  image_root=root):
+            if score < score_threshold:
+                continue
+            if file_name is not None:
+                self.by_name.setdefault(file_name, []).append((box, score))
+            else:
+                self.by_id.setdefault(image_id, []).append((box, score))
+        for table in (self.by_name, self.by_id):
+            for boxes in table.values():
+                boxes.sort(key=lambda item: -item[1])
+        self.used_names: set[str] = set()
+        self.used_ids: set[int] = set()
 
-def _boxes_for(relative: str, by_name: dict, by_id: dict) -> list:
-    """Detections of one image: by its file name (relative path, then base name), else by numeric stem."""
-    found = by_name.get(relative) or by_name.get(relative.rsplit("/", 1)[-1]) or []
-    stem_id = numeric_stem(relative)
-    if stem_id is not None:
-        found = found + by_id.get(stem_id, [])
-    return found
+    def boxes_for(self, relative: str) -> list:
+        """Detections of one image: by its file name (relative path, then base name), else by numeric stem."""
+        found = []
+        name = next((n for n in (relative, relative.rsplit("/", 1)[-1]) if n in self.by_name), None)
+        if name is not None:
+            found = self.by_name[name]
+            self.used_names.add(name)
+        stem_id = numeric_stem(relative)
+        if stem_id is not None and stem_id in self.by_id:
+            found = found + self.by_id[stem_id]
+            self.used_ids.add(stem_id)
+        return found
+
+    def warn_unused(self) -> None:
+        """Log the detections whose image is not in the folder: a box must not vanish silently."""
+        names = sorted(set(self.by_name) - self.used_names)
+        ids = sorted(set(self.by_id) - self.used_ids)
+        for kind, missing in (("file names", names), ("image ids", ids)):
+            if missing:
+                logger.warning("%s: detections for %d %s match no readable image in the folder: %s", self.source,
+                               len(missing), kind, list_some(missing, ", "))
 
 
 def read_image_folder(root, *, boxes_file=None, score_threshold=0.0, recursive=False) -> Iterator[Sample]:
@@ -84,7 +105,9 @@ def read_image_folder(root, *, boxes_file=None, score_threshold=0.0, recursive=F
     root: folder of images (:data:`~posekit.data.io.IMAGE_EXTENSIONS`); ``recursive`` walks sub-folders.
     boxes_file: COCO detection results; a detection belongs to an image by its ``file_name`` when it has
         one, else by ``image_id`` == the image's numeric stem (``000000000785.jpg`` -> 785). Detections
-        with ``score < score_threshold`` are dropped; images without detections yield nothing.
+        with ``score < score_threshold`` are dropped; images without detections yield nothing. A file name
+        that is absolute or leads outside ``root`` is a DataError; detections whose image is not in the
+        folder are logged (by file name / image id) once the stream is exhausted.
     Sample: keypoints (17, 3) zeros (v = 0), skeleton :data:`DEFAULT_SKELETON`, ``image_id`` = numeric
     stem or else the image's position in the stream, ``file_name`` relative to root,
     ``extra['image_size']`` (and ``extra['score']`` with boxes). Unreadable images are skipped with
@@ -93,11 +116,11 @@ def read_image_folder(root, *, boxes_file=None, score_threshold=0.0, recursive=F
     root_path = pathlib.Path(root).expanduser().resolve()
     if not root_path.is_dir():
         raise DataError(root_path, "image folder not found")
-    detections = _index_detections(boxes_file, score_threshold) if boxes_file is not None else None
+    detections = _Detections(boxes_file, root_path, score_threshold) if boxes_file is not None else None
     return _stream(root_path, detections, recursive)
 
 
-def _stream(root: pathlib.Path, detections, recursive: bool) -> Iterator[Sample]:
+def _stream(root: pathlib.Path, detections: _Detections | None, recursive: bool) -> Iterator[Sample]:
     counts = collections.Counter()
     next_ann_id = 0
     for position, (path, relative) in enumerate(_walk_images(root, recursive)):
@@ -113,7 +136,7 @@ def _stream(root: pathlib.Path, detections, recursive: bool) -> Iterator[Sample]
         if detections is None:
             boxes = [(np.array([0, 0, width, height], dtype=np.float32), None)]
         else:
-            boxes = _boxes_for(relative, *detections)
+            boxes = detections.boxes_for(relative)
             if not boxes:
                 counts["no_detections"] += 1
         for box, score in boxes:
@@ -129,6 +152,8 @@ def _stream(root: pathlib.Path, detections, recursive: bool) -> Iterator[Sample]
                          skeleton=DEFAULT_SKELETON, image_id=image_id, ann_id=next_ann_id, file_name=relative,
                          extra=extra)
             next_ann_id += 1
+    if detections is not None:
+        detections.warn_unused()
     if counts:
         logger.info("%s: skipped %d unreadable images, %d images without detections, %d boxes outside their image",
                     root, counts["unreadable"], counts["no_detections"], counts["box_outside"])

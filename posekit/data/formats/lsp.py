@@ -25,7 +25,7 @@ import re
 
 import numpy as np
 
-from posekit.data.formats._common import Problems, clip_box, resolve_file, xyxy_to_xywh
+from posekit.data.formats._common import Problems, check_float32_range, clip_box, resolve_file, xyxy_to_xywh
 from posekit.data.io import image_size
 from posekit.data.sample import DataError, Sample
 
@@ -174,6 +174,7 @@ def _read_one(number, name, column, coords_all, visible_all, images_dir, mat_pat
     coords, visible = coords_all[column], visible_all[column]
     if not np.all(np.isfinite(coords[visible])):
         raise DataError(mat_path, "visible joint with NaN or infinite coordinates", record)
+    check_float32_range(coords[visible], mat_path, record, "visible joint coordinates")
     if not visible.any():
         return None
     image_path = resolve_file(images_dir, name, mat_path, record)

@@ -11,7 +11,9 @@ import pathlib
 
 import numpy as np
 
-from posekit.data.formats._common import Problems, as_float_array, numeric_stem, pick_image_root, resolve_file
+from posekit.data.formats._common import (
+    Problems, as_float_array, float32_box, numeric_stem, pick_image_root, resolve_file,
+)
 from posekit.data.io import load_json
 from posekit.data.sample import DataError, Sample
 
@@ -98,7 +100,8 @@ def _read_entry(index: int, entry, path, root) -> Sample | None:
     keypoints[labelled, :2] = joints[labelled]
     keypoints[labelled, 2] = 2.0
     side = scale * MPII_SCALE_PIXELS
-    box = np.array([center[0] - side / 2, center[1] - side / 2, side, side], dtype=np.float32)
+    box = float32_box([center[0] - side / 2, center[1] - side / 2, side, side], path, record,
+                      f"person box from center {center.tolist()} and scale {scale:g}")
     stem_id = numeric_stem(image)
     return Sample(image_path=str(image_path), box=box, keypoints=keypoints, skeleton="mpii",
                   image_id=stem_id if stem_id is not None else index, ann_id=index, file_name=image,

@@ -1,0 +1,140 @@
+"""The model zoo: small committed checkpoints, one markdown card each, one machine-readable index.
+
+``zoo/index.json`` is a list of entries ``{name, file, card, dataset, method, role, model, input_size,
+params, flops, metrics, command, budget, wall_seconds}``; every number in it is measured by
+:func:`publish` on the stored file itself, so what an independent scorer loads is what was measured.
+
+Zoo files hold the weights in float16 (half the bytes; loading casts them back to float32) and the
+JSON-able config, nothing else: no optimizer state, no history.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from posekit.engine.checkpoint import load_checkpoint, save_checkpoint
+
+#: The 12 LSP joints that MediaPipe BlazePose also predicts (everything but neck and head top).
+LSP_SHARED_WITH_BLAZEPOSE = ["right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+                             "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow",
+                             "left_wrist"]
+
+
+def slim_payload(payload: dict) -> dict:
+    """A training checkpoint -> ``{"model": float16 weights, "config": ...}`` (integer buffers untouched)."""
+    weights = {k: (v.half() if v.is_floating_point() else v) for k, v in payload["model"].items()}
+    return {"model": weights, "config": payload["config"]}
+
+
+def read_index(zoo_dir="zoo") -> list[dict]:
+    path = Path(zoo_dir) / "index.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def write_index(entries: list[dict], zoo_dir="zoo") -> None:
+    path = Path(zoo_dir) / "index.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(sorted(entries, key=lambda e: e["name"]), indent=1) + "\n")
+    tmp.replace(path)
+
+
+def run_wall_seconds(run_dir) -> float | None:
+    """Training seconds summed over a run folder's log.jsonl (None when there is no log)."""
+    log = Path(run_dir) / "log.jsonl"
+    if not log.exists():
+        return None
+    return round(sum(json.loads(line).get("seconds", 0.0) for line in log.read_text().splitlines() if line.strip()), 1)
+
+
+def measure(checkpoint, val_spec: str) -> dict:
+    """Val metrics of a checkpoint as the predictor runs it (flip test, the checkpoint's decoding).
+
+    For LSP data also the PCK on the 12 joints shared with BlazePose (``pck@0.2_torso_12``).
+    """
+    from posekit.engine.evaluate import evaluate_samples
+    from posekit.data.formats import load_samples, parse_spec
+    from posekit.inference.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint)
+    samples = load_samples(val_spec)
+    fmt, path, _ = parse_spec(val_spec)
+    metrics = evaluate_samples(predictor, samples, coco_gt=path if fmt == "coco" else None)
+    if samples and samples[0].skeleton == "lsp":
+        shared = evaluate_samples(predictor, samples, joints=LSP_SHARED_WITH_BLAZEPOSE)
+        metrics["pck@0.2_torso_12"] = shared["pck@0.2_torso"]
+        metrics["auc_torso_12"] = shared["auc_torso"]
+    return metrics
+
+
+def card_markdown(entry: dict, metrics: dict) -> str:
+    from posekit.metrics import format_table
+    from posekit.skeletons import SKELETONS
+
+    lines = [f"# {entry['name']}", "",
+             f"- role: **{entry['role']}**, method: **{entry['method']}**, dataset: {entry['dataset']}",
+             f"- model: `{entry['model']['name']}` {json.dumps(entry['model']['kwargs'])}, input "
+             f"{entry['input_size'][0]}x{entry['input_size'][1]}",
+             f"- params: {entry['params'] / 1e6:.2f} M, FLOPs: {entry['flops'] / 1e9:.3f} G per person (one view; "
+             "flip test doubles it)",
+             f"- budget: {entry['budget']}",
+             f"- training wall time: {entry['wall_seconds'] / 60:.1f} min on this machine's 2 CPU cores"
+             if entry.get("wall_seconds") else "- training wall time: not recorded",
+             f"- file: `{entry['file']}` (float16 weights + config; `posekit predict --checkpoint {entry['file']} ...`)",
+             "", "## Command", "", "```bash", entry["command"], "```", "",
+             f"## Validation metrics ({entry['val']}, flip test, {entry['decode']} decoding)", "",
+             "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in entry["metrics"].items()]
+    skeleton = SKELETONS.get(entry.get("skeleton"))
+    if skeleton is not None and "per_joint" in metrics:
+        lines += ["", "## Per joint", "", format_table(metrics, skeleton)]
+    if entry.get("notes"):
+        lines += ["", "## Notes", "", entry["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def publish(checkpoint, name: str, *, val: str, role: str, method: str, dataset: str, command: str, budget: str,
+            run_dir=None, zoo_dir="zoo", notes: str = "") -> dict:
+    """Slim ``checkpoint`` into ``zoo_dir/name.pt``, measure it on ``val``, write its card, update the index."""
+    from posekit.models.flops import model_info
+    from posekit.engine.checkpoint import build_from_checkpoint
+
+    zoo_dir = Path(zoo_dir)
+    zoo_dir.mkdir(parents=True, exist_ok=True)
+    target = zoo_dir / f"{name}.pt"
+    save_checkpoint(target, slim_payload(load_checkpoint(checkpoint)))
+    model, config = build_from_checkpoint(target)
+    info = model_info(model, input_size=tuple(config["input_size"]))
+    metrics = measure(target, val)
+    headline = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+    entry = {"name": name, "file": target.as_posix(), "card": (zoo_dir / f"{name}.md").as_posix(), "dataset": dataset,
+             "val": val, "method": method, "role": role, "skeleton": config.get("skeleton"),
+             "model": config["model"], "input_size": config["input_size"],
+             "decode": config["codec"].get("decode", "dark"), "params": int(info["params"]),
+             "flops": int(info["flops"]), "metrics": headline, "command": command, "budget": budget,
+             "wall_seconds": run_wall_seconds(run_dir) if run_dir else None, "notes": notes}
+    (zoo_dir / f"{name}.md").write_text(card_markdown(entry, metrics))
+    entries = [e for e in read_index(zoo_dir) if e["name"] != name] + [entry]
+    write_index(entries, zoo_dir)
+    return entry
+
+
+def zoo_table(entries: list[dict]) -> str:
+    """Markdown table of the index (the README's zoo section)."""
+    rows = ["| name | role | method | model | input | params (M) | GFLOPs | PCK@0.2 torso | PCK@0.2 (12 joints) "
+            "| PCK@0.05 box | AUC |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        m = e["metrics"]
+        cell = lambda key: f"{m[key]:.3f}" if key in m else "-"  # noqa: E731
+        rows.append(f"| [{e['name']}]({e['card']}) | {e['role']} | {e['method']} | `{e['model']['name']}` "
+                    f"| {e['input_size'][0]}x{e['input_size'][1]} | {e['params'] / 1e6:.2f} | {e['flops'] / 1e9:.3f} "
+                    f"| {cell('pck@0.2_torso')} | {cell('pck@0.2_torso_12')} | {cell('pck@0.05_box')} "
+                    f"| {cell('auc_torso')} |")
+    return "\n".join(rows)
+
+
+def half_weights_ok(path) -> bool:
+    """True when every floating tensor of a zoo file is float16 (what the tests check of committed files)."""
+    payload = load_checkpoint(path)
+    return all(v.dtype == torch.float16 for v in payload["model"].values() if v.is_floating_point())

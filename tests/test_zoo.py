@@ -1,0 +1,56 @@
+"""The model zoo: publishing slims a checkpoint to float16, measures the stored file and indexes it;
+every committed zoo file loads and predicts."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from posekit.cli import main
+from posekit.engine.checkpoint import load_checkpoint
+from posekit.zoo import half_weights_ok, measure, publish, read_index, slim_payload
+
+ZOO = Path(__file__).resolve().parents[1] / "zoo"
+LSPET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "lspet"
+
+
+def test_slim_payload_halves_floats_and_keeps_counters():
+    payload = {"model": {"w": torch.ones(2), "n": torch.tensor(3)}, "config": {"a": 1}, "optimizer": {}}
+    slim = slim_payload(payload)
+    assert set(slim) == {"model", "config"}
+    assert slim["model"]["w"].dtype == torch.float16 and slim["model"]["n"].dtype == torch.int64
+
+
+def test_publish_measures_the_stored_file(tmp_path):
+    assert main(["synth", "--out", str(tmp_path / "syn"), "--num", "16", "--seed", "4", "--size", "96"]) == 0
+    ann = tmp_path / "syn" / "annotations.json"
+    assert main(["train", "--data", f"coco:{ann}", "--out", str(tmp_path / "run"), "--model", "simplebaseline_r18",
+                 "--model-kwargs", '{"width": 0.25, "deconv_channels": 32}', "--input-size", "64", "--epochs", "1",
+                 "--batch-size", "8", "--workers", "0", "--no-progress"]) == 0
+    entry = publish(tmp_path / "run" / "model.pt", "tiny", val=f"coco:{ann}", role="compact", method="supervised",
+                    dataset="synthetic", command="posekit train ...", budget="1 epoch", run_dir=tmp_path / "run",
+                    zoo_dir=tmp_path / "zoo")
+    assert half_weights_ok(tmp_path / "zoo" / "tiny.pt")
+    assert read_index(tmp_path / "zoo") == [json.loads(json.dumps(entry))]
+    remeasured = measure(tmp_path / "zoo" / "tiny.pt", f"coco:{ann}")
+    assert entry["metrics"]["pck@0.2_torso"] == pytest.approx(remeasured["pck@0.2_torso"], abs=1e-4)
+    assert entry["params"] > 0 and entry["flops"] > 0 and entry["wall_seconds"] > 0
+    card = (tmp_path / "zoo" / "tiny.md").read_text()
+    assert "posekit train ..." in card and "| overall |" in card.replace("**overall**", "overall")
+
+
+REQUIRED = {"name", "file", "dataset", "method", "role", "params", "flops", "metrics", "command"}
+
+
+@pytest.mark.parametrize("entry", read_index(ZOO), ids=lambda e: e["name"])
+def test_committed_zoo_entries_load_and_predict(entry):
+    assert REQUIRED <= set(entry)
+    path = ZOO.parent / entry["file"]
+    assert path.stat().st_size < 5 * 2**20, "zoo files stay small"
+    assert half_weights_ok(path) and (ZOO.parent / entry["card"]).exists()
+    from posekit.inference.predictor import Predictor
+    predictor = Predictor.from_checkpoint(path)
+    image = np.full((200, 150, 3), 127, np.uint8)
+    out = predictor.predict(image, [[20, 20, 100, 160]])
+    assert out.shape == (1, predictor.num_keypoints, 3) and np.isfinite(out).all()
