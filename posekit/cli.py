@@ -255,9 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the main job: synthesise data, train the compact model, evaluate, report")
     d.add_argument("--out", default="runs/demo")
-    d.add_argument("--num-train", type=int, default=2400)
+    d.add_argument("--num-train", type=int, default=3200)
     d.add_argument("--num-val", type=int, default=300)
-    d.add_argument("--epochs", type=int, default=8)
+    d.add_argument("--epochs", type=int, default=14)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--workers", type=int, default=2)
     d.set_defaults(func=cmd_demo)

@@ -15,7 +15,7 @@ DEFAULT_MODEL_KWARGS = {"width": 0.5, "deconv_channels": 128}
 DEFAULT_INPUT = (128, 128)
 
 
-def run_demo(out, *, num_train: int = 2400, num_val: int = 300, epochs: int = 8, seed: int = 0, workers: int = 2,
+def run_demo(out, *, num_train: int = 3200, num_val: int = 300, epochs: int = 14, seed: int = 0, workers: int = 2,
              style: str = "mixed", batch_size: int = 32) -> dict:
     from posekit.data.formats import load_samples
     from posekit.data.synth import generate_dataset
