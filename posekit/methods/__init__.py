@@ -4,6 +4,7 @@ from __future__ import annotations
 METHODS = {
     "supervised": "posekit.methods.supervised:Supervised",
     "fpd": "posekit.methods.fpd:FPD",
+    "advmix": "posekit.methods.advmix:AdvMix",
 }
 
 
