@@ -39,10 +39,16 @@ def train_config_from_args(args):
                  "workers": args.workers, "device": args.device, "amp": args.amp, "method": args.method,
                  "init": args.init, "nan_policy": args.nan_policy, "sigma": args.sigma,
                  "max_iters_per_epoch": args.max_iters, "progress": not args.no_progress,
-                 "skip_invalid": args.skip_invalid}
+                 "skip_invalid": args.skip_invalid, "head": args.head}
     base.update({k: v for k, v in overrides.items() if v is not None})
     if args.model_kwargs:
         base["model_kwargs"] = {**base.get("model_kwargs", {}), **json.loads(args.model_kwargs)}
+    for key in ("head_kwargs", "codec_kwargs", "loss"):  # JSON objects, merged over the config file's
+        if getattr(args, key, None):
+            value = json.loads(getattr(args, key))
+            if not isinstance(value, dict):
+                raise SystemExit(f"posekit train: --{key.replace('_', '-')} must be a JSON object, got {value!r}")
+            base[key] = {**base.get(key, {}), **value}
     if args.augment:
         base["augment"] = {**base.get("augment", {}), **json.loads(args.augment)}
     method_kwargs = dict(base.get("method_kwargs", {}))
@@ -183,6 +189,29 @@ def cmd_demo(args) -> int:
     return 0
 
 
+# -- robustness ----------------------------------------------------------------------------------
+def cmd_robustness(args) -> int:
+    """Clean + corruption x severity evaluation (mPC, rPC), or --materialize the corrupted data set."""
+    from posekit.engine import robustness as rb
+    corruptions, severities = rb.parse_corruptions(args.corruptions), rb.parse_severities(args.severities)
+    if args.materialize:
+        index = rb.materialize(args.data, args.materialize, corruptions=corruptions, severities=severities,
+                               limit=args.limit, seed=args.seed, progress=not args.no_progress)
+        print(f"wrote {len(index['conditions'])} corrupted copies of {args.data} under {args.materialize} "
+              f"(index.json lists their data specs)")
+        return 0
+    if not args.checkpoint:
+        raise SystemExit("posekit robustness: --checkpoint is required (unless --materialize)")
+    predictor = load_predictor(args)
+    out = Path(args.out) if args.out else Path("runs") / "robustness" / Path(args.checkpoint).stem
+    result = rb.run_robustness(predictor, args.data, corruptions=corruptions, severities=severities, limit=args.limit,
+                               seed=args.seed, metric=args.metric, out=out, checkpoint=str(args.checkpoint),
+                               fingerprint=rb.file_fingerprint(args.checkpoint), progress=not args.no_progress)
+    print(rb.format_markdown(result))
+    print(f"wrote {out / 'robustness.json'}, {out / 'robustness.md'}, {out / 'robustness.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="posekit", description="Fast, robust and adaptable 2D human pose estimation.",
                                 epilog="Data specs: coco:ANN.json | lsp:DIR[@train|@val] | mpii:ANN.json | folder:DIR")
@@ -212,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--sigma", type=float, help="Gaussian sigma of the heatmap targets (heatmap pixels)")
     t.add_argument("--augment", help='JSON overrides of the augmentation, e.g. \'{"aid_prob": 0.3}\'')
+    t.add_argument("--head", choices=["heatmap", "dsnt", "regression", "rle"],
+                   help="target representation + head + loss (default heatmap)")
+    t.add_argument("--head-kwargs", help='JSON options of the regression/rle head module, e.g. \'{"init_std": 0.01}\'')
+    t.add_argument("--codec-kwargs", help='JSON extra codec options, e.g. \'{"normalized": false}\' or \'{"beta": 2}\'')
+    t.add_argument("--loss", help='JSON head-loss options, e.g. \'{"coord": "l1", "bone_loss": "limbs", '
+                                  '"bone_weight": 0.5, "awl": true}\' (posekit.losses.build_head_loss)')
     t.add_argument("--seed", type=int)
     t.add_argument("--workers", type=int, help="data-loading worker processes")
     t.add_argument("--device", help="cpu | cuda")
@@ -287,6 +322,23 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("--opset", type=int, default=17)
     x.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("robustness", help="corruption robustness: clean + 15 corruptions x 5 severities, mPC/rPC")
+    r.add_argument("--checkpoint", help="posekit checkpoint (.pt) or exported model (.onnx)")
+    r.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    r.add_argument("--no-flip", action="store_true", help="disable flip test")
+    r.add_argument("--decode", choices=["dark", "argmax"], help="override the checkpoint's heatmap decoding")
+    r.add_argument("--batch-size", type=int, default=32)
+    r.add_argument("--data", required=True, help="data spec, e.g. lsp:../shared/datasets/lspet@val or coco:ANN.json")
+    r.add_argument("--corruptions", default="all", help="'all' or comma-separated names (posekit.data.corruptions)")
+    r.add_argument("--severities", default="1,2,3,4,5", help="comma-separated, from 1-5")
+    r.add_argument("--metric", help="metric to summarise (default: OKS AP on COCO data, else pck@0.2_torso)")
+    r.add_argument("--out", help="output folder (robustness.json/.md/.png); default runs/robustness/<checkpoint>")
+    r.add_argument("--materialize", metavar="DIR", help="write the corrupted data set here instead of evaluating")
+    r.add_argument("--limit", type=int, help="only the first N images")
+    r.add_argument("--seed", type=int, default=0, help="base of the per-image corruption seeds")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_robustness)
     return p
 
 

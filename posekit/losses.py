@@ -4,6 +4,11 @@ Shapes: ``N`` people, ``K`` joints. ``weights`` is always (N, K) per joint (0 = 
 codecs. Reductions: heatmap losses average over N, K and pixels (mmpose's ``KeypointMSELoss``);
 per-joint coordinate losses are weighted means over the joints with non-zero weight (dsntnn's
 ``average_loss``), 0 when no joint counts.
+
+Head losses (:func:`build_head_loss`): the whole training objective of one head type, as a module
+``forward(stages, batch) -> {"loss": scalar, "loss_<term>": detached parts}`` whose parameters (RLE's flow,
+the AWL weights) train with the model. ``stages`` is the model's ``forward_all`` output; the terms are
+summed over stages (intermediate supervision).
 """
 from __future__ import annotations
 
@@ -15,10 +20,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .codecs.integral import dsnt, js_regulariser
 from .codecs.rle import RLELoss
 
 __all__ = ["KeypointMSELoss", "CoordL1Loss", "CoordL2Loss", "BoneLoss", "AutomaticWeightedLoss",
-           "HeatmapKLLoss", "RLELoss", "check_finite", "weighted_mean"]
+           "HeatmapKLLoss", "RLELoss", "check_finite", "weighted_mean", "HeatmapHeadLoss", "CoordinateHeadLoss",
+           "build_head_loss", "LOSS_OPTIONS"]
 
 
 def check_finite(loss, *, where: str, what: str = "loss"):
@@ -225,3 +232,157 @@ class HeatmapKLLoss(nn.Module):
         log_p_teacher = F.log_softmax(teacher.detach().flatten(2) / t, dim=2)
         kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=2)
         return weighted_mean(kl, weights) * t ** 2
+
+
+# -- head losses ---------------------------------------------------------------------------------------
+#: the ``loss`` training option: which keys each head accepts
+LOSS_OPTIONS = {
+    "heatmap": (),
+    "dsnt": ("coord", "js_weight", "js_sigma", "bone_loss", "bone_weight", "awl"),
+    "regression": ("coord", "bone_loss", "bone_weight", "awl"),
+    "rle": ("rle", "bone_loss", "bone_weight", "awl"),  # awl: refused with a reason
+}
+_COORD_LOSSES = {"l1": lambda: CoordL1Loss(), "l2": lambda: CoordL2Loss(), "mse": lambda: CoordL2Loss(squared=True)}
+_DEFAULT_COORD = {"dsnt": "l2", "regression": "l1"}
+_BONE_CHOICES = ("none", "all", "limbs")
+
+
+class HeatmapHeadLoss(nn.Module):
+    """The heatmap head's objective: :class:`KeypointMSELoss` against ``batch["heatmaps"]``, summed over stages.
+    Logs only ``loss`` (as posekit always has)."""
+
+    def __init__(self):
+        super().__init__()
+        self.mse = KeypointMSELoss(use_target_weight=True)
+
+    def forward(self, stages: list[torch.Tensor], batch: dict) -> dict:
+        return {"loss": sum(self.mse(out, batch["heatmaps"], batch["weights"]) for out in stages)}
+
+
+class CoordinateHeadLoss(nn.Module):
+    """Objective of a coordinate head (``dsnt``, ``regression``, ``rle``) against ``batch["coords"]`` (N, K, 2)
+    in the codec's target units and ``batch["weights"]`` (N, K).
+
+    Terms (each summed over stages):
+
+    * ``coord`` -- :class:`CoordL1Loss` (``"l1"``), Euclidean :class:`CoordL2Loss` (``"l2"``, DSNT's) or its
+      square (``"mse"``) on the predicted coordinates (dsnt, regression);
+    * ``js`` -- DSNT's divergence regulariser: weighted mean of :func:`js_regulariser` of the normalised
+      maps to Gaussians of ``js_sigma`` heatmap pixels at the targets (dsnt; off with ``js_weight=0``);
+    * ``rle`` -- :class:`RLELoss` (its RealNVP flow is a parameter of this module) on the (N, K, 4) output;
+    * ``bone`` -- :class:`BoneLoss` over all joint pairs (``bone_loss="all"``) or the skeleton's limbs
+      (``"limbs"``).
+
+    Total: ``coord + js_weight * js + bone_weight * bone`` (or ``rle + ...``), or with ``awl=True`` the
+    :class:`AutomaticWeightedLoss` of the terms (its learned weights replace ``js_weight`` and
+    ``bone_weight``). AWL is refused with RLE: a negative log-likelihood can be negative, and the weighted
+    sum would then fall without bound as its weight grows.
+    """
+
+    def __init__(self, head: str, codec, *, coord: str | None = None, js_weight: float = 1.0,
+                 js_sigma: float = 1.0, bone_loss: str = "none", bone_weight: float = 1.0, awl: bool = False,
+                 rle: dict | None = None, limbs: Sequence[tuple[int, int]] | None = None):
+        super().__init__()
+        if head not in ("dsnt", "regression", "rle"):
+            raise ValueError(f"CoordinateHeadLoss is for the dsnt, regression and rle heads, not {head!r}")
+        self.head, self.codec = head, codec
+        self.coord_name = None
+        if head != "rle":
+            self.coord_name = coord or _DEFAULT_COORD[head]
+            if self.coord_name not in _COORD_LOSSES:
+                raise ValueError(f"loss coord must be one of {sorted(_COORD_LOSSES)}, got {self.coord_name!r}")
+            self.coord = _COORD_LOSSES[self.coord_name]()
+        for name, value in (("js_weight", js_weight), ("bone_weight", bone_weight)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"loss {name} must be a finite number >= 0, got {value!r}")
+        if not (isinstance(js_sigma, (int, float)) and js_sigma > 0):
+            raise ValueError(f"loss js_sigma must be > 0 (heatmap pixels), got {js_sigma!r}")
+        self.js_weight = float(js_weight) if head == "dsnt" else 0.0
+        self.js_sigma = float(js_sigma)
+        if bone_loss not in _BONE_CHOICES:
+            raise ValueError(f"loss bone_loss must be one of {list(_BONE_CHOICES)}, got {bone_loss!r}")
+        self.bone_loss_kind = bone_loss
+        self.bone_weight = float(bone_weight)
+        self.bone = None
+        if bone_loss == "limbs":
+            if not limbs:
+                raise ValueError("bone_loss 'limbs' needs the skeleton's limbs (unknown keypoint set?); use 'all'")
+            self.bone = BoneLoss(limbs)
+        elif bone_loss == "all":
+            self.bone = BoneLoss(None)
+        self.rle = RLELoss(**(rle or {})) if head == "rle" else None
+        self.term_names = (["rle"] if head == "rle" else ["coord"]) + (["js"] if self.js_weight > 0 else []) \
+            + (["bone"] if self.bone is not None and self.bone_weight > 0 else [])
+        self.awl = None
+        if awl:
+            if head == "rle":
+                raise ValueError("awl is not available with the rle head: its negative log-likelihood can be "
+                                 "negative, which makes the learned weighting unbounded")
+            if len(self.term_names) < 2:
+                raise ValueError(f"awl learns weights between loss terms but {head} has only "
+                                 f"{self.term_names}: add bone_loss (or keep dsnt's js_weight > 0)")
+            self.awl = AutomaticWeightedLoss(len(self.term_names))
+
+    def stage_terms(self, output: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> dict:
+        """One stage's raw output -> {term name: unweighted scalar}."""
+        terms = {}
+        if self.head == "dsnt":
+            maps = self.codec.normalized_maps(output)
+            pred = dsnt(maps)
+        else:
+            if output.dim() != 3 or output.shape[-1] != (4 if self.head == "rle" else 2):
+                raise ValueError(f"{self.head} head output must be (N, K, {4 if self.head == 'rle' else 2}), "
+                                 f"got {tuple(output.shape)}")
+            pred = output[..., :2]
+        if self.head == "rle":
+            terms["rle"] = self.rle(pred, output[..., 2:], target, weights)
+        else:
+            terms["coord"] = self.coord(pred, target, weights)
+        if "js" in self.term_names:
+            terms["js"] = weighted_mean(js_regulariser(maps, target, self.js_sigma), weights)
+        if "bone" in self.term_names:
+            terms["bone"] = self.bone(pred, target, weights)
+        return terms
+
+    def forward(self, stages: list[torch.Tensor], batch: dict) -> dict:
+        target, weights = batch["coords"], batch["weights"]
+        target = target.to(stages[0].dtype)
+        totals: dict[str, torch.Tensor] = {}
+        for output in stages:
+            for name, value in self.stage_terms(output, target, weights).items():
+                totals[name] = totals[name] + value if name in totals else value
+        values = [totals[name] for name in self.term_names]
+        if self.awl is not None:
+            loss = self.awl(*values)
+        else:
+            scale = {"js": self.js_weight, "bone": self.bone_weight}
+            loss = sum(scale.get(name, 1.0) * value for name, value in zip(self.term_names, values))
+        logs = {f"loss_{name}": value.detach() for name, value in zip(self.term_names, values)}
+        if self.awl is not None:
+            logs.update({f"awl_weight_{name}": w for name, w in zip(self.term_names, self.awl.weights)})
+        return {"loss": loss, **logs}
+
+
+def build_head_loss(head: str, codec, options: dict | None = None,
+                    limbs: Sequence[tuple[int, int]] | None = None) -> nn.Module:
+    """The objective of head type ``head`` (see :data:`posekit.models.heads.HEAD_TYPES`) from the ``loss``
+    training option ``options`` (keys per head in :data:`LOSS_OPTIONS`; unknown keys are an error).
+
+    ``codec``: the trainer's codec (DSNT reads its normalisation). ``limbs``: the skeleton's limbs, for
+    ``bone_loss="limbs"``. Examples::
+
+        build_head_loss("heatmap", codec)                                  # heatmap MSE
+        build_head_loss("dsnt", codec, {"coord": "l2", "js_weight": 1.0})
+        build_head_loss("regression", codec, {"coord": "l1", "bone_loss": "limbs", "awl": True}, skeleton.limbs)
+        build_head_loss("rle", codec, {"rle": {"q_distribution": "laplace"}})
+    """
+    if head not in LOSS_OPTIONS:
+        raise ValueError(f"unknown head {head!r}; choose one of {list(LOSS_OPTIONS)}")
+    options = dict(options or {})
+    unknown = set(options) - set(LOSS_OPTIONS[head])
+    if unknown:
+        allowed = list(LOSS_OPTIONS[head]) or "none (heatmap MSE)"
+        raise ValueError(f"loss options {sorted(unknown)} do not apply to the {head} head; it accepts {allowed}")
+    if head == "heatmap":
+        return HeatmapHeadLoss()
+    return CoordinateHeadLoss(head, codec, limbs=limbs, **options)

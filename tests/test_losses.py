@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from posekit.losses import (AutomaticWeightedLoss, BoneLoss, CoordL1Loss, CoordL2Loss, HeatmapKLLoss,
-                            KeypointMSELoss, check_finite)
+from posekit.codecs import HeatmapCodec, IntegralCodec, RegressionCodec
+from posekit.losses import (AutomaticWeightedLoss, BoneLoss, CoordL1Loss, CoordL2Loss, HeatmapHeadLoss, HeatmapKLLoss,
+                            KeypointMSELoss, build_head_loss, check_finite)
 
 
 def test_keypoint_mse_by_hand():
@@ -115,3 +116,109 @@ def test_check_finite():
     for bad in (torch.tensor(float("nan")), torch.tensor(float("inf")), float("-inf")):
         with pytest.raises(FloatingPointError, match="non-finite loss at step 3"):
             check_finite(bad, where="step 3")
+
+
+# -- bone / AWL known answers and the head losses (build_head_loss) ----------------------------------
+def test_bone_loss_on_skeleton_limbs_by_hand():
+    # a 4-joint chain 0-1-2-3; limbs (0,1), (1,2), (2,3); joint 3 unlabelled in the second person
+    target = torch.tensor([[[0.0, 0.0], [0.0, 1.0], [0.0, 2.0], [0.0, 3.0]],
+                           [[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [5.0, 5.0]]])
+    pred = torch.tensor([[[0.0, 0.0], [0.0, 2.0], [0.0, 2.5], [0.0, 3.0]],     # lengths 2, 0.5, 0.5 vs 1, 1, 1
+                         [[0.0, 0.0], [3.0, 4.0], [3.0, 4.0], [0.0, 0.0]]])     # lengths 5, 0 vs 2, 2
+    weights = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0]])
+    limbs = [(0, 1), (1, 2), (2, 3)]
+    # person 1: |2-1| + |0.5-1| + |0.5-1| = 2; person 2: |5-2| + |0-2| = 5 (limb (2,3) has an unlabelled end)
+    assert BoneLoss(limbs)(pred, target, weights).item() == pytest.approx((2.0 + 5.0) / 5)
+    # all pairs of person 1 alone: (0,1) 1, (0,2) |2.5-2| .5, (0,3) 0, (1,2) .5, (1,3) |1-2| 1, (2,3) .5
+    assert BoneLoss()(pred[:1], target[:1]).item() == pytest.approx(3.5 / 6)
+
+
+@pytest.mark.parametrize("s", [0.5, 1.0, 2.0])
+def test_awl_with_equal_sigmas_is_the_scaled_sum_plus_log_terms(s):
+    awl = AutomaticWeightedLoss(3)
+    with torch.no_grad():
+        awl.params.fill_(s)
+    losses = [torch.tensor(0.3), torch.tensor(1.7), torch.tensor(4.0)]
+    expected = 0.5 / s ** 2 * sum(float(l) for l in losses) + 3 * math.log(1 + s ** 2)
+    assert awl(*losses).item() == pytest.approx(expected, rel=1e-6)
+
+
+def _coord_batch():
+    target = torch.tensor([[[0.0, 0.0], [0.1, 0.2], [-0.2, 0.1]]])
+    return {"coords": target, "weights": torch.tensor([[1.0, 1.0, 0.0]])}
+
+
+def test_regression_head_loss_is_coord_plus_weighted_bone():
+    batch = _coord_batch()
+    pred = batch["coords"] + torch.tensor([[[0.1, -0.1], [0.0, 0.3], [5.0, 5.0]]])
+    for coord, per_joint in (("l1", [0.2, 0.3]), ("l2", [math.sqrt(0.02), 0.3]), ("mse", [0.02, 0.09])):
+        loss = build_head_loss("regression", RegressionCodec((64, 64)),
+                               {"coord": coord, "bone_loss": "all", "bone_weight": 0.5})
+        out = loss([pred], batch)
+        coord_value = sum(per_joint) / 2  # joint 2 has weight 0
+        bone = BoneLoss()(pred, batch["coords"], batch["weights"]).item()
+        assert out["loss_coord"].item() == pytest.approx(coord_value, rel=1e-5)
+        assert out["loss"].item() == pytest.approx(coord_value + 0.5 * bone, rel=1e-5)
+    # intermediate supervision: terms add over stages
+    loss = build_head_loss("regression", RegressionCodec((64, 64)))
+    assert loss([pred, pred], batch)["loss"].item() == pytest.approx(2 * loss([pred], batch)["loss"].item())
+
+
+def test_dsnt_head_loss_is_zero_coord_error_on_a_one_hot_map_at_the_target():
+    codec = IntegralCodec(input_size=(32, 32))  # 8 x 8 maps
+    logits = torch.full((1, 2, 8, 8), -1e4)
+    logits[0, 0, 2, 5] = 1e4
+    logits[0, 1, 7, 0] = 1e4
+    target = torch.tensor([[[5 / 8 - 0.5, 2 / 8 - 0.5], [0 / 8 - 0.5, 7 / 8 - 0.5]]])
+    out = build_head_loss("dsnt", codec, {"js_weight": 0.0})([logits], {"coords": target, "weights": torch.ones(1, 2)})
+    assert out["loss"].item() == pytest.approx(0.0, abs=1e-6)
+    with_js = build_head_loss("dsnt", codec, {"js_weight": 2.0, "js_sigma": 1.0})
+    out = with_js([logits], {"coords": target, "weights": torch.ones(1, 2)})
+    # a one-hot map against a sigma-1 Gaussian has a positive JS divergence below ln 2
+    assert 0 < out["loss_js"].item() < math.log(2)
+    assert out["loss"].item() == pytest.approx(out["loss_coord"].item() + 2.0 * out["loss_js"].item(), rel=1e-6)
+
+
+def test_awl_head_loss_trains_its_weights():
+    loss = build_head_loss("regression", RegressionCodec((64, 64)), {"bone_loss": "limbs", "awl": True},
+                           limbs=[(0, 1), (1, 2)])
+    assert isinstance(loss.awl, AutomaticWeightedLoss) and len(loss.awl.params) == 2
+    pred = torch.zeros(1, 3, 2, requires_grad=True)
+    out = loss([pred], _coord_batch())
+    terms = [out["loss_coord"], out["loss_bone"]]
+    expected = sum(0.5 * t + math.log(2) for t in terms)  # s = 1 at the start
+    assert out["loss"].item() == pytest.approx(float(expected), rel=1e-6)
+    out["loss"].backward()
+    assert loss.awl.params.grad is not None and torch.isfinite(loss.awl.params.grad).all()
+
+
+def test_rle_head_loss_is_finite_on_extreme_outputs():
+    loss = build_head_loss("rle", RegressionCodec((64, 64)), {"bone_loss": "limbs"}, limbs=[(0, 1)])
+    output = torch.tensor([[[1e6, -1e6, -1e4, 1e4], [0.0, 0.0, 0.0, 0.0], [0.1, 0.1, 50.0, -50.0]]],
+                          requires_grad=True)
+    out = loss([output], _coord_batch())
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and torch.isfinite(output.grad).all()
+    assert {"loss_rle", "loss_bone"} <= set(out)
+    assert sum(1 for _ in loss.parameters()) > 0  # the RealNVP flow trains with the model
+
+
+def test_build_head_loss_validation():
+    codec = RegressionCodec((64, 64))
+    assert isinstance(build_head_loss("heatmap", HeatmapCodec((64, 64))), HeatmapHeadLoss)
+    with pytest.raises(ValueError, match="do not apply to the heatmap head"):
+        build_head_loss("heatmap", HeatmapCodec((64, 64)), {"bone_loss": "all"})
+    with pytest.raises(ValueError, match="do not apply to the regression head"):
+        build_head_loss("regression", codec, {"js_weight": 1.0})
+    with pytest.raises(ValueError, match="coord must be one of"):
+        build_head_loss("regression", codec, {"coord": "huber"})
+    with pytest.raises(ValueError, match="bone_loss must be one of"):
+        build_head_loss("regression", codec, {"bone_loss": "some"})
+    with pytest.raises(ValueError, match="needs the skeleton's limbs"):
+        build_head_loss("regression", codec, {"bone_loss": "limbs"})
+    with pytest.raises(ValueError, match="only"):
+        build_head_loss("regression", codec, {"awl": True})  # a single term: nothing to weigh
+    with pytest.raises(ValueError, match="awl is not available with the rle head"):
+        build_head_loss("rle", codec, {"awl": True})
+    with pytest.raises(ValueError, match="unknown head"):
+        build_head_loss("heatmaps", codec)

@@ -35,7 +35,7 @@ def test_publish_measures_the_stored_file(tmp_path):
     assert read_index(tmp_path / "zoo") == [json.loads(json.dumps(entry))]
     remeasured = measure(tmp_path / "zoo" / "tiny.pt", f"coco:{ann}")
     assert entry["metrics"]["pck@0.2_torso"] == pytest.approx(remeasured["pck@0.2_torso"], abs=1e-4)
-    assert entry["params"] > 0 and entry["flops"] > 0 and entry["wall_seconds"] > 0
+    assert entry["params"] > 0 and entry["flops"] > 0 and entry["wall_seconds"] >= 0
     card = (tmp_path / "zoo" / "tiny.md").read_text()
     assert "posekit train ..." in card and "| overall |" in card.replace("**overall**", "overall")
 

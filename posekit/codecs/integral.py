@@ -160,14 +160,19 @@ class IntegralCodec:
         """Same targets as :meth:`RegressionCodec.encode`: ``coords`` (K, 2), ``weights`` (K,)."""
         return self._regression.encode(keypoints, visible)
 
-    def normalized_coords(self, heatmaps: torch.Tensor) -> torch.Tensor:
-        """(N, K, h, w) logits -> (N, K, 2) normalised coordinates, differentiable (for the loss)."""
+    def normalized_maps(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        """(N, K, h, w) logits -> (N, K, h, w) maps summing to one (this codec's normalisation), differentiable;
+        what :func:`js_regulariser` compares with a Gaussian."""
         _check_maps(heatmaps)
         w, h = self.heatmap_size
         if tuple(heatmaps.shape[2:]) != (h, w):
             raise ValueError(f"heatmaps are {heatmaps.shape[3]}x{heatmaps.shape[2]} (w x h) but this "
                              f"codec expects {w}x{h}")
-        return dsnt(normalize_heatmaps(heatmaps, self.normalization, self.beta))
+        return normalize_heatmaps(heatmaps, self.normalization, self.beta)
+
+    def normalized_coords(self, heatmaps: torch.Tensor) -> torch.Tensor:
+        """(N, K, h, w) logits -> (N, K, 2) normalised coordinates, differentiable (for the loss)."""
+        return dsnt(self.normalized_maps(heatmaps))
 
     def decode(self, heatmaps) -> tuple[np.ndarray, np.ndarray]:
         """(N, K, h, w) logits (ndarray or Tensor) -> ``coords (N, K, 2)`` float32 model-input pixels and

@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 class TopDownDataset(Dataset):
     """Crops each person box to ``input_size`` and encodes its keypoints with ``codec``.
 
-    Items are dicts: ``image`` (3, H, W) float32, the codec's targets (e.g. ``heatmaps`` (K, h, w) and
-    ``weights`` (K,)), ``keypoints`` (K, 3) in crop pixels, ``matrix`` (2, 3) image -> crop, ``index``,
+    Items are dicts: ``image`` (3, H, W) float32, the codec's targets (``heatmaps`` (K, h, w) + ``weights``
+    (K,) from a HeatmapCodec; ``coords`` (K, 2) in the codec's target units + ``weights`` (K,) from a
+    RegressionCodec or IntegralCodec), ``keypoints`` (K, 3) in crop pixels, ``matrix`` (2, 3) image -> crop, ``index``,
     and ``ok`` (0 when the image could not be read: the item is then black with zero weights, so one
     bad file costs one sample, not the epoch; the trainer reports it by name).
     Randomness comes from (seed, epoch, index): the same seed replays the same augmentations.
@@ -78,7 +79,7 @@ class TopDownDataset(Dataset):
             crop = color_jitter(crop, rng, self.augment.color)
             if self.augment.aid_prob > 0 and rng.random() < self.augment.aid_prob:
                 from posekit.data.augment import information_dropping
-                crop = information_dropping(crop, np.where((visible & inside)[:, None], keypoints, 0), rng)
+                crop = information_dropping(crop, np.where((visible & inside)[:, None], keypoints, 0), rng, prob=1.0)
         targets = self.codec.encode(keypoints[:, :2], visible.astype(np.float32))
         item = {"image": torch.from_numpy(normalize_image(crop)),
                 "keypoints": torch.from_numpy(keypoints),

@@ -47,13 +47,13 @@ def load_checkpoint(path) -> dict:
 
 def build_from_checkpoint(path_or_payload):
     """Rebuild (model in eval mode, config) from a checkpoint file or an already loaded payload."""
-    from posekit.models import build_model
+    from posekit.models.heads import build_from_config
 
     payload = load_checkpoint(path_or_payload) if not isinstance(path_or_payload, dict) else path_or_payload
     if "model" not in payload or "config" not in payload:
         raise ValueError("checkpoint lacks 'model' or 'config': not written by posekit")
     config = payload["config"]
-    model = build_model(config["model"]["name"], **config["model"]["kwargs"])
+    model = build_from_config(config)
     model.load_state_dict(payload["model"])
     model.eval()
     return model, config

@@ -4,6 +4,23 @@ atomic checkpoints, exact resume, optional DDP (gloo on the CPU) under torchrun.
 Reproducibility: model init, shuffling and augmentation all derive from ``seed`` and the epoch number,
 and checkpoints are taken at epoch boundaries, so a run killed and resumed reaches the same numbers on
 the CPU as an uninterrupted one.
+
+Target representation: the ``head`` option picks the network's output, the codec and the loss together
+(mmpose style: the codec encodes targets and decodes outputs, the head module makes the raw output, the
+method's loss matches the head), for any registered backbone:
+
+* ``heatmap`` (default): the backbone's heatmaps, HeatmapCodec (``sigma``, ``unbiased``, ``decode``),
+  heatmap MSE;
+* ``dsnt``: the same maps read as logits, IntegralCodec (soft-argmax), loss ``coord`` (``"l2"`` Euclidean
+  by default, ``"l1"``, ``"mse"``) + ``js_weight`` x the JS divergence regulariser (``js_sigma`` px);
+* ``regression``: global pool + linear -> (N, K, 2), RegressionCodec, loss ``coord`` (``"l1"`` default,
+  ``"l2"``, ``"mse"``);
+* ``rle``: the same head with raw sigmas -> (N, K, 4), RegressionCodec, RLE log-likelihood (``rle``: a
+  dict of :class:`~posekit.codecs.rle.RLELoss` options).
+
+Coordinate heads also take ``bone_loss`` ("none" | "all" | "limbs"), ``bone_weight`` and ``awl``
+(see :func:`posekit.losses.build_head_loss`); ``head_kwargs`` go to the head module and ``codec_kwargs``
+to the codec (e.g. ``{"normalized": false}`` for pixel-unit regression targets, ``{"beta": 2.0}`` for DSNT).
 """
 from __future__ import annotations
 
@@ -23,14 +40,15 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from posekit.codecs import HeatmapCodec
+from posekit.codecs import HeatmapCodec, IntegralCodec, RegressionCodec
 from posekit.data.dataset import TopDownDataset
 from posekit.data.formats import load_samples
 from posekit.data.transforms import AugmentConfig
 from posekit.engine.checkpoint import check_writable, load_checkpoint, save_checkpoint
-from posekit.losses import check_finite
+from posekit.losses import build_head_loss, check_finite
 from posekit.methods import build_method
-from posekit.models import build_model
+from posekit.models.base import CoordinateModel
+from posekit.models.heads import HEATMAP_OUTPUT_HEADS, build_pose_model, head_type
 from posekit.skeletons import get_skeleton, SKELETONS
 
 log = logging.getLogger(__name__)
@@ -67,6 +85,10 @@ class TrainConfig:
     max_iters_per_epoch: int | None = None
     progress: bool = True
     skip_invalid: bool = False
+    head: str = "heatmap"                        # "heatmap" | "dsnt" | "regression" | "rle" (see module doc)
+    head_kwargs: dict = field(default_factory=dict)   # options of the head module (regression, rle)
+    codec_kwargs: dict = field(default_factory=dict)  # extra codec options (e.g. {"normalized": false})
+    loss: dict = field(default_factory=dict)     # head loss options, e.g. {"coord": "l1", "bone_loss": "limbs"}
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -128,6 +150,24 @@ def skeleton_of(samples) -> tuple[str, list[int]]:
     return name, list(range(samples[0].keypoints.shape[0]))  # unknown keypoint set: no flip pairs known
 
 
+def build_train_codec(cfg: TrainConfig):
+    """The codec of ``cfg.head``: heatmap -> HeatmapCodec, dsnt -> IntegralCodec, regression/rle -> RegressionCodec."""
+    head = head_type(cfg.head)
+    extra = dict(cfg.codec_kwargs)
+    if head == "rle" and not extra.get("normalized", True):
+        raise ValueError("the rle head needs normalised coordinates (its sigmas live in (0, 1)): "
+                         "drop codec_kwargs normalized=false")
+    try:
+        if head == "heatmap":
+            return HeatmapCodec(input_size=cfg.input_size, sigma=cfg.sigma, unbiased=cfg.unbiased, decode=cfg.decode,
+                                **extra)
+        if head == "dsnt":
+            return IntegralCodec(input_size=cfg.input_size, **extra)
+        return RegressionCodec(input_size=cfg.input_size, **extra)
+    except TypeError as err:  # an unknown or duplicated codec_kwargs key
+        raise ValueError(f"head {head!r}: bad codec_kwargs {extra}: {err}") from None
+
+
 def collate(items: list[dict]) -> dict:
     return torch.utils.data.default_collate(items)
 
@@ -174,21 +214,28 @@ class Trainer:
         self.val_samples = load_samples(cfg.val, skip_invalid=cfg.skip_invalid) if cfg.val else []
         self.skeleton, self.flip_index = skeleton_of(self.train_samples)
         self.num_keypoints = int(self.train_samples[0].keypoints.shape[0])
-        self.codec = HeatmapCodec(input_size=cfg.input_size, sigma=cfg.sigma, unbiased=cfg.unbiased, decode=cfg.decode)
-        self.model = build_model(cfg.model, num_keypoints=self.num_keypoints, **cfg.model_kwargs).to(self.device)
+        self.codec = build_train_codec(cfg)
+        self.model = build_pose_model(cfg.model, self.num_keypoints, cfg.model_kwargs, cfg.head,
+                                      cfg.head_kwargs).to(self.device)
+        limbs = get_skeleton(self.skeleton).limbs if self.skeleton in SKELETONS else None
+        self.head_loss = build_head_loss(cfg.head, self.codec, cfg.loss, limbs=limbs).to(self.device)
         if cfg.init:
             self.load_init(cfg.init)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.method = build_method(cfg.method, self.model, **cfg.method_kwargs, device=self.device, trainer=self)
+        if (cfg.head != "heatmap" or cfg.loss) and getattr(self.method, "head_loss", None) is not self.head_loss:
+            raise ValueError(f"method {cfg.method!r} trains with its own heatmap loss: head {cfg.head!r} and loss "
+                             f"options need a method that uses the configured head loss (e.g. 'supervised')")
         self.named_params = [(name, p) for m in self.method.trainable_modules() for name, p in m.named_parameters()
                              if p.requires_grad]
-        self.optimizer = torch.optim.AdamW([p for _, p in self.named_params], lr=cfg.lr,
-                                           weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ddp_model = None
         if self.world > 1:
             # DDP all-reduces gradients only for calls that go through its forward(): wrap forward_all.
-            self.ddp_model = torch.nn.parallel.DistributedDataParallel(AllStages(self.model))
+            # A coordinate head leaves the backbone's heatmap conv unused: DDP must be told.
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
+                AllStages(self.model), find_unused_parameters=cfg.head not in HEATMAP_OUTPUT_HEADS)
             self.method.model = DistributedStages(self.ddp_model)
 
         self.dataset = TopDownDataset(self.train_samples, self.codec, cfg.input_size, flip_index=np.array(self.flip_index),
@@ -204,19 +251,36 @@ class Trainer:
         if resume:
             self.resume()
 
+    def param_groups(self) -> list[dict]:
+        """The network's parameters with weight decay; the head loss's own (RLE flow, AWL weights) without."""
+        loss_params = {id(p) for p in self.head_loss.parameters()}
+        groups = [{"params": [p for _, p in self.named_params if id(p) not in loss_params]}]
+        no_decay = [p for _, p in self.named_params if id(p) in loss_params]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        return groups
+
     # -- bookkeeping -----------------------------------------------------------------------------
     def model_config(self) -> dict:
+        """What a checkpoint needs to rebuild network + codec (posekit.models.heads.build_from_config)."""
         cfg = self.cfg
-        return {"model": {"name": cfg.model, "kwargs": {"num_keypoints": self.num_keypoints, **cfg.model_kwargs}},
-                "codec": self.codec.to_config(), "input_size": list(cfg.input_size),
-                "num_keypoints": self.num_keypoints, "skeleton": self.skeleton, "flip_index": self.flip_index,
-                "padding": 1.25, "train": cfg.to_dict()}
+        config = {"model": {"name": cfg.model, "kwargs": {"num_keypoints": self.num_keypoints, **cfg.model_kwargs}},
+                  "codec": self.codec.to_config(), "input_size": list(cfg.input_size),
+                  "num_keypoints": self.num_keypoints, "skeleton": self.skeleton, "flip_index": self.flip_index,
+                  "padding": 1.25, "train": cfg.to_dict()}
+        if cfg.head != "heatmap":
+            config["head"] = {"type": cfg.head, "kwargs": dict(cfg.head_kwargs)}
+        return config
 
     def load_init(self, path) -> None:
         payload = load_checkpoint(path)
         own = self.model.state_dict()
+        source = dict(payload["model"])
+        if isinstance(self.model, CoordinateModel) and not any(k.startswith("backbone.") for k in source):
+            # a heatmap checkpoint initialising a coordinate model: its tensors are the backbone's
+            source = {f"backbone.{k}": v for k, v in source.items()}
         # Keep only tensors of matching shape: pretraining on another keypoint set still transfers the trunk.
-        state = {k: v for k, v in payload["model"].items() if k in own and own[k].shape == v.shape}
+        state = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
         self.model.load_state_dict(state, strict=False)
         if self.is_main:
             log.info("initialised %d/%d tensors from %s", len(state), len(own), path)

@@ -1,5 +1,7 @@
 """ONNX export. The posekit config travels inside the .onnx file (metadata 'posekit_config'), so an
-exported model runs with ONNX Runtime alone: ``Predictor.from_onnx(path)``."""
+exported model runs with ONNX Runtime alone: ``Predictor.from_onnx(path)``. Any head exports: the graph's
+one output is the network's raw output (heatmaps, DSNT logits, or (N, K, 2|4) coordinates), which the
+stored codec decodes."""
 from __future__ import annotations
 
 import json
@@ -13,6 +15,7 @@ from posekit.engine.checkpoint import build_from_checkpoint
 def export_onnx(checkpoint, out, *, opset: int = 17, batch: int = 1) -> Path:
     """Write the checkpoint's network (image crops (N, 3, H, W) -> raw outputs) as ONNX with a dynamic batch axis."""
     import onnx
+
 
     model, config = build_from_checkpoint(checkpoint)
     if hasattr(model, "reparameterize"):  # deploy form: fewer, plain convolutions

@@ -3,6 +3,11 @@
 One path serves evaluation, ``posekit predict`` and the Python API: crop each box with an affine matrix,
 run the network (PyTorch or ONNX Runtime), decode with the checkpoint's codec, map back through the
 inverse matrix. Flip test runs the mirrored crop too and averages the two predictions in image space.
+
+Any head works the same way (heatmaps, DSNT logits, regressed coordinates, RLE coordinates + sigmas): the
+codec turns the raw output into crop-pixel coordinates and scores. For the mirrored view, the crop matrix
+already mirrors x (``x' = W - 1 - x``), so its inverse maps the decoded coordinates back un-mirrored, and
+``flip_index`` swaps left and right joints before the two views are averaged.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from posekit.data.io import read_image
 from posekit.data.sample import DataError, Sample
 from posekit.data.transforms import (affine_points, box_to_center_scale, crop_matrix, invert_affine,
                                      normalize_image, warp_image)
-from posekit.engine.checkpoint import build_from_checkpoint, load_checkpoint
+from posekit.engine.checkpoint import build_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +40,9 @@ class Predictor:
         self.input_size = tuple(config["input_size"])
         codec_cfg = dict(config["codec"])
         if decode is not None:
+            if codec_cfg.get("type") != "HeatmapCodec":
+                raise ValueError(f"decode={decode!r} switches heatmap decoding, but this model's codec is "
+                                 f"{codec_cfg.get('type')} (head {config.get('head', {}).get('type', 'heatmap')!r})")
             codec_cfg["decode"] = decode
         self.codec = build_codec(codec_cfg)
         self.flip_index = np.asarray(config["flip_index"])
@@ -57,8 +65,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, checkpoint, **kwargs) -> "Predictor":
-        payload = load_checkpoint(checkpoint)
-        model, config = build_from_checkpoint(payload)
+        model, config = build_from_checkpoint(checkpoint)
         return cls(model, config, **kwargs)
 
     @classmethod

@@ -8,13 +8,18 @@ Every model maps image crops ``x: (N, 3, H, W)`` to heatmaps ``(N, K, H/4, W/4)`
   (a reusable trunk for other heads);
 * attributes ``num_keypoints``, ``output_stride`` (4), ``feature_channels`` and ``input_multiple``
   (H and W must be multiples of it).
+
+:class:`CoordinateModel` puts a coordinate head (see :mod:`posekit.models.heads`) on any such model's
+``forward_features``: the same contract, except that ``forward`` returns ``(N, K, D)`` coordinates.
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn as nn
 
-__all__ = ["PoseModel", "SingleStageModel"]
+__all__ = ["PoseModel", "SingleStageModel", "CoordinateModel"]
 
 
 class PoseModel(nn.Module):
@@ -63,3 +68,42 @@ class SingleStageModel(PoseModel):
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [self.forward(x)]
+
+
+class CoordinateModel(PoseModel):
+    """A registered backbone's features + a coordinate head (global pool + linear, RLE, ...).
+
+    * ``forward(x)`` -> the head's raw output ``(N, K, D)`` (``D = 2`` coordinates, ``4`` with RLE's raw
+      sigmas), what the codec decodes and what ONNX exports;
+    * ``forward_all(x)`` -> ``[forward(x)]`` (one supervised stage);
+    * ``forward_features(x)`` -> the backbone's features (N, C, H/4, W/4).
+
+    The backbone's own 1x1 heatmap convolution stays in the module (so its ``reparameterize`` and state
+    dict keep working) but is not used: its parameters get no gradient.
+    """
+
+    def __init__(self, backbone: PoseModel, head: nn.Module):
+        super().__init__(backbone.num_keypoints, backbone.feature_channels)
+        self.backbone = backbone
+        self.head = head
+        self.output_stride = backbone.output_stride
+        self.input_multiple = backbone.input_multiple
+        self.min_input_size = backbone.min_input_size
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(x))
+
+    def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.forward(x)]
+
+    @torch.no_grad()
+    def reparameterize(self) -> "CoordinateModel":
+        """A NEW deploy-form copy (the backbone's branches fused when it can; ``self`` is untouched)."""
+        backbone = self.backbone.reparameterize() if hasattr(self.backbone, "reparameterize") \
+            else copy.deepcopy(self.backbone)
+        deployed = CoordinateModel(backbone, copy.deepcopy(self.head))
+        deployed.train(self.training)
+        return deployed

@@ -1,12 +1,32 @@
-"""Heads: the SimpleBaseline deconvolution upsampler and the final 1x1 heatmap convolution."""
+"""Heads: the SimpleBaseline deconvolution upsampler, the final 1x1 heatmap convolution, and the coordinate
+heads that :func:`build_pose_model` puts on any registered backbone.
+
+Head types (the ``head`` training option; the codec and the loss that go with each are chosen by the
+trainer, see :func:`posekit.losses.build_head_loss`):
+
+* ``heatmap`` -- the backbone as registered: its 1x1 conv gives Gaussian-heatmap predictions (MSE);
+* ``dsnt``    -- the same network, its maps read as logits and decoded by expectation (IntegralCodec);
+* ``regression`` -- :class:`RegressionHead`: global average pool + linear -> (N, K, 2) coordinates;
+* ``rle``     -- :class:`RLEHead`: the same with two more outputs per joint, RLE's raw sigmas -> (N, K, 4).
+
+A checkpoint records the backbone as ``config["model"] = {"name", "kwargs"}`` and, for any head but
+``heatmap``, ``config["head"] = {"type", "kwargs"}``; :func:`build_from_config` rebuilds the network.
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
+from .base import CoordinateModel
 from .layers import fuse_bn, make_act
 
-__all__ = ["HeatmapHead", "DeconvBlock", "DeconvUpsampler", "init_heatmap_conv"]
+__all__ = ["HeatmapHead", "DeconvBlock", "DeconvUpsampler", "init_heatmap_conv", "RegressionHead", "RLEHead",
+           "HEAD_TYPES", "build_pose_model", "build_from_config", "head_type"]
+
+#: every head type, in the order the docs list them
+HEAD_TYPES = ("heatmap", "dsnt", "regression", "rle")
+#: head types whose network output is the backbone's own heatmap (logit) maps
+HEATMAP_OUTPUT_HEADS = ("heatmap", "dsnt")
 
 
 def init_heatmap_conv(conv: nn.Conv2d, std: float = 0.001) -> nn.Conv2d:
@@ -68,3 +88,78 @@ class DeconvUpsampler(nn.Sequential):
         blocks = [DeconvBlock(in_channels if i == 0 else channels, channels, act, deploy) for i in range(num_layers)]
         super().__init__(*blocks)
         self.out_channels = channels
+
+
+class RegressionHead(nn.Module):
+    """Global average pool + linear: features (N, C, h, w) -> (N, K, 2) coordinates (DeepPose / mmpose's
+    RegressionHead). Weights start ~ normal(0, ``init_std``) with zero bias, so the untrained head predicts
+    about 0 -- the crop centre in normalised coordinates."""
+
+    #: tells :func:`~posekit.models.layers.init_weights` to leave this head's init alone
+    keeps_own_init = True
+    #: numbers predicted per joint
+    values_per_joint = 2
+
+    def __init__(self, in_channels: int, num_keypoints: int, init_std: float = 0.01):
+        super().__init__()
+        if in_channels < 1 or num_keypoints < 1:
+            raise ValueError(f"in_channels and num_keypoints must be >= 1, got {in_channels}, {num_keypoints}")
+        self.num_keypoints = num_keypoints
+        self.fc = nn.Linear(in_channels, num_keypoints * self.values_per_joint)
+        nn.init.normal_(self.fc.weight, std=init_std)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = features.mean(dim=(2, 3))
+        return self.fc(pooled).reshape(-1, self.num_keypoints, self.values_per_joint)
+
+
+class RLEHead(RegressionHead):
+    """Regression head for RLE: (N, K, 4) = ``(mu_x, mu_y, raw_sigma_x, raw_sigma_y)`` per joint. The raw
+    sigmas go through :func:`posekit.codecs.rle.rle_sigma` in the loss and in decoding (zero bias: sigma
+    starts at 0.5)."""
+
+    values_per_joint = 4
+
+
+_COORDINATE_HEADS = {"regression": RegressionHead, "rle": RLEHead}
+
+
+def head_type(name: str) -> str:
+    if name not in HEAD_TYPES:
+        raise ValueError(f"unknown head {name!r}; choose one of {list(HEAD_TYPES)}")
+    return name
+
+
+def build_pose_model(name: str, num_keypoints: int = 17, model_kwargs: dict | None = None, head: str = "heatmap",
+                     head_kwargs: dict | None = None) -> nn.Module:
+    """Registered backbone ``name`` with the network part of ``head``.
+
+    ``heatmap`` / ``dsnt``: exactly ``build_model(name, num_keypoints, **model_kwargs)`` (same weights for the
+    same seed). ``regression`` / ``rle``: :class:`~posekit.models.base.CoordinateModel` of that backbone and
+    a :class:`RegressionHead` / :class:`RLEHead` built with ``head_kwargs`` (e.g. ``{"init_std": 0.01}``).
+    """
+    from .registry import build_model
+
+    head_type(head)
+    model = build_model(name, num_keypoints=num_keypoints, **(model_kwargs or {}))
+    if head in HEATMAP_OUTPUT_HEADS:
+        if head_kwargs:
+            raise ValueError(f"head {head!r} uses the backbone's own 1x1 heatmap convolution: it takes no "
+                             f"head_kwargs, got {sorted(head_kwargs)}")
+        return model
+    try:
+        module = _COORDINATE_HEADS[head](model.feature_channels, num_keypoints, **(head_kwargs or {}))
+    except TypeError as err:  # an unknown head_kwargs key: a config error, reported as such
+        raise ValueError(f"head {head!r}: bad head_kwargs {head_kwargs}: {err}") from None
+    return CoordinateModel(model, module)
+
+
+def build_from_config(config: dict) -> nn.Module:
+    """The (untrained) network a checkpoint config describes: ``config["model"]`` plus the optional
+    ``config["head"]`` (absent in heatmap checkpoints, old ones included)."""
+    head = config.get("head") or {}
+    kwargs = dict(config["model"]["kwargs"])
+    num_keypoints = kwargs.pop("num_keypoints", config.get("num_keypoints", 17))
+    return build_pose_model(config["model"]["name"], num_keypoints, kwargs, head.get("type", "heatmap"),
+                            head.get("kwargs"))

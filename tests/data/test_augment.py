@@ -179,3 +179,67 @@ def test_policy_validation():
         photometric_policy(random_image(), np.random.default_rng(0), magnitude=2.0)
     with pytest.raises(ValueError, match="ops"):
         photometric_policy(random_image(), np.random.default_rng(0), ops=("rotate",))
+
+
+# ---- GridMask: more properties -------------------------------------------------------------------
+
+def test_grid_mask_only_drops_never_moves_pixels():
+    """Kept pixels are exactly the input's (keypoints stay valid); dropped pixels take the fill."""
+    img = random_image(96, 80, seed=3)
+    for seed in range(5):
+        out = grid_mask(img, np.random.default_rng(seed), fill=(1, 2, 3))
+        changed = (out != img).any(axis=2)
+        assert (out[changed] == (1, 2, 3)).all()
+        assert np.array_equal(out[~changed], img[~changed])
+        assert 0.05 < changed.mean() < 0.5  # about (1 - r)^2 = 25 %, never all or nothing
+
+
+def test_grid_mask_tiny_images_and_bad_input():
+    out = grid_mask(random_image(3, 3), np.random.default_rng(0))  # the period falls back to 2 px
+    assert out.shape == (3, 3, 3)
+    with pytest.raises(ValueError, match="uint8"):
+        grid_mask(random_image().astype(np.float32), np.random.default_rng(0))
+
+
+# ---- AID in the training pipeline ----------------------------------------------------------------
+
+def _aid_dataset(tmp_path, aid_prob):
+    from PIL import Image
+
+    from posekit.codecs import HeatmapCodec
+    from posekit.data.dataset import TopDownDataset
+    from posekit.data.sample import Sample
+    from posekit.data.transforms import AugmentConfig
+    from posekit.skeletons import LSP
+
+    path = tmp_path / "person.png"
+    if not path.exists():
+        Image.fromarray(random_image(100, 100, seed=5)).save(path)
+    keypoints = np.zeros((14, 3), np.float32)
+    keypoints[:, 0] = np.linspace(30, 70, 14)
+    keypoints[:, 1] = np.linspace(15, 85, 14)
+    keypoints[:, 2] = 2
+    samples = [Sample(str(path), np.array([20, 5, 60, 90], np.float32), keypoints, "lsp", file_name="person.png")] * 40
+    augment = AugmentConfig(scale=0.0, rotation=0.0, shift=0.0, color=0.0, flip_prob=0.0, aid_prob=aid_prob)
+    return TopDownDataset(samples, HeatmapCodec(input_size=(64, 64), sigma=2.0), (64, 64), flip_index=LSP.flip_index,
+                          train=True, augment=augment, seed=3)
+
+
+def _erased_items(tmp_path, aid_prob):
+    plain, aid = _aid_dataset(tmp_path, 0.0), _aid_dataset(tmp_path, aid_prob)
+    erased = []
+    for i in range(len(plain)):
+        a, b = plain[i], aid[i]
+        assert np.array_equal(a["heatmaps"], b["heatmaps"])  # AID never changes the labels
+        erased.append(not np.array_equal(a["image"], b["image"]))
+    return np.array(erased)
+
+
+def test_training_pipeline_applies_aid_when_aid_prob_is_positive(tmp_path):
+    erased = _erased_items(tmp_path, 1.0)
+    assert erased.any()
+    assert not _erased_items(tmp_path, 0.0).any()
+
+
+def test_aid_prob_one_erases_every_crop(tmp_path):
+    assert _erased_items(tmp_path, 1.0).all()

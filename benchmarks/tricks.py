@@ -1,0 +1,297 @@
+"""LSPET ablation of target representations and training tricks, on one compact backbone and one budget.
+
+Backbone: ``simplebaseline_r18`` with ``{"width": 0.4, "deconv_channels": 96}`` (the LSPET compact model of
+``configs/lspet_compact.json``), 128x128 input unless a row says otherwise, and that config's optimiser
+settings (AdamW, lr 2e-3, batch 32, 200 warm-up iterations, cosine decay, default augmentation, seed 0).
+Every row trains for the same budget, ``--epochs`` (default 10, i.e. 2250 iterations on the 7200 LSPET
+training images) with :class:`posekit.engine.trainer.Trainer` on ``lsp:../shared/datasets/lspet@train``,
+then is evaluated on ``@val`` (800 images, flip test on) with PCK@0.2 (torso), PCK@0.05 (box) and AUC
+(PCK@0..0.2 torso), plus latency at batch 1 (network alone, and end to end through the Predictor with
+flip test) with ``--threads`` torch threads.
+
+Rows (training -> evaluation):
+
+==============================  ==========================================================================
+heatmap + argmax                heatmap head, MSE on Gaussians; decoded with argmax + quarter offset
+heatmap + DARK                  the SAME trained model, DARK decoding (only the decoder changes)
+heatmap 96x96 + DARK            heatmap head at 96x96 input (the other resolution)
+DSNT                            dsnt head: soft-argmax of the maps, Euclidean loss + JS regulariser (w 1)
+L1 regression                   global pool + linear -> normalised (x, y), L1 loss
+RLE                             regression head with sigmas, residual log-likelihood (RealNVP flow)
+L1 regression + bone            + bone-length loss on the skeleton's limbs (weight 1)
+L1 regression + bone + AWL      the two terms weighted by learned homoscedastic uncertainty (AWL)
+L1 regression, pixel targets    coordinate normalisation OFF: targets/outputs in input pixels, same loss
+==============================  ==========================================================================
+
+Results go to ``benchmarks/results/tricks.json`` (every number, the budget, the environment) and
+``tricks.md`` next to it (the table, also printed). Resumable: rows already in the json for the same
+budget are skipped, and a training interrupted mid-way continues from its run folder's ``last.pt``
+(run folders: ``runs/tricks/<budget>/<training>``). Latency is wall-clock: other jobs on the machine
+(see the recorded load average) slow it down.
+
+    python benchmarks/tricks.py                          # everything, 10 epochs per training
+    python benchmarks/tricks.py --epochs 20 --rows dsnt,rle
+    python benchmarks/tricks.py --list                   # row names
+    # smoke test on synthetic data (seconds):
+    posekit synth --out /tmp/tk --num 64 --size 128
+    python benchmarks/tricks.py --train coco:/tmp/tk/annotations.json --val coco:/tmp/tk/annotations.json \\
+        --epochs 1 --max-iters 2 --batch-size 8 --workers 0 --repeats 3 \\
+        --out /tmp/tk/tricks.json --runs /tmp/tk/runs
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKBONE = "simplebaseline_r18"
+BACKBONE_KWARGS = {"width": 0.4, "deconv_channels": 96}
+INPUT = 128
+
+#: training name -> TrainConfig options that differ from the shared ones
+TRAININGS = {
+    "heatmap_128": {"head": "heatmap"},
+    "heatmap_96": {"head": "heatmap", "input_size": (96, 96)},
+    "dsnt": {"head": "dsnt", "loss": {"coord": "l2", "js_weight": 1.0, "js_sigma": 1.0}},
+    "regression_l1": {"head": "regression", "loss": {"coord": "l1"}},
+    "rle": {"head": "rle"},
+    "regression_l1_bone": {"head": "regression", "loss": {"coord": "l1", "bone_loss": "limbs", "bone_weight": 1.0}},
+    "regression_l1_bone_awl": {"head": "regression",
+                               "loss": {"coord": "l1", "bone_loss": "limbs", "awl": True}},
+    "regression_l1_pixels": {"head": "regression", "loss": {"coord": "l1"}, "codec_kwargs": {"normalized": False}},
+}
+
+#: row name -> (training, decode override for heatmap models, label)
+ROWS = {
+    "heatmap_argmax": ("heatmap_128", "argmax", "heatmap + argmax"),
+    "heatmap_dark": ("heatmap_128", "dark", "heatmap + DARK"),
+    "heatmap_96_dark": ("heatmap_96", "dark", "heatmap 96x96 + DARK"),
+    "dsnt": ("dsnt", None, "DSNT (L2 + JS)"),
+    "regression_l1": ("regression_l1", None, "L1 regression"),
+    "rle": ("rle", None, "RLE"),
+    "regression_l1_bone": ("regression_l1_bone", None, "L1 regression + bone (limbs)"),
+    "regression_l1_bone_awl": ("regression_l1_bone_awl", None, "L1 regression + bone + AWL"),
+    "regression_l1_pixels": ("regression_l1_pixels", None, "L1 regression, pixel targets (no normalisation)"),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=10, help="training epochs per row (the one budget; default 10)")
+    p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
+    p.add_argument("--train", default="lsp:../shared/datasets/lspet@train",
+                   help="training data spec (relative paths are taken from the repository root)")
+    p.add_argument("--val", default="lsp:../shared/datasets/lspet@val", help="evaluation data spec")
+    p.add_argument("--rows", help="comma-separated row names (default: all; see --list)")
+    p.add_argument("--list", action="store_true", help="print the row names and exit")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for the latency measurement")
+    p.add_argument("--repeats", type=int, default=30, help="timed runs per latency measurement")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tricks.json",
+                   help="results json; tricks.md goes next to it")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "tricks", help="parent of the run folders")
+    p.add_argument("--force", action="store_true", help="recompute rows that already have results")
+    args = p.parse_args(argv)
+    if args.epochs < 1 or args.batch_size < 1 or args.repeats < 1 or args.threads < 1:
+        p.error("--epochs, --batch-size, --repeats and --threads must be >= 1")
+    args.row_names = list(ROWS) if not args.rows else [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in args.row_names if r not in ROWS]
+    if unknown:
+        p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
+    return args
+
+
+def resolve_spec(spec: str) -> str:
+    """Make a spec's relative path absolute from the repository root (the script runs from anywhere)."""
+    from posekit.data.formats import parse_spec
+    fmt, path, split = parse_spec(spec)
+    if not Path(path).is_absolute():
+        path = str((ROOT / path).resolve())
+    return f"{fmt}:{path}" + (f"@{split}" if split else "")
+
+
+def budget(args) -> dict:
+    return {"epochs": args.epochs, "max_iters_per_epoch": args.max_iters, "batch_size": args.batch_size,
+            "train": args.train, "val": args.val}
+
+
+def budget_name(b: dict) -> str:
+    return f"e{b['epochs']}" + (f"_i{b['max_iters_per_epoch']}" if b["max_iters_per_epoch"] else "") \
+        + (f"_b{b['batch_size']}" if b["batch_size"] != 32 else "")
+
+
+def train_config(name: str, args, run_dir: Path):
+    from posekit.engine.trainer import TrainConfig
+    options = dict(TRAININGS[name])
+    input_size = tuple(options.pop("input_size", (INPUT, INPUT)))
+    return TrainConfig(train=resolve_spec(args.train), val=None, out=str(run_dir), model=BACKBONE,
+                       model_kwargs=dict(BACKBONE_KWARGS), input_size=input_size, sigma=2.0, decode="dark",
+                       epochs=args.epochs, batch_size=args.batch_size, lr=2e-3, weight_decay=1e-4, warmup_iters=200,
+                       final_lr_ratio=0.01, workers=args.workers, seed=0, max_iters_per_epoch=args.max_iters,
+                       progress=sys.stderr.isatty(), **options)
+
+
+def train(name: str, args, run_dir: Path) -> dict:
+    """Train (or finish training) one configuration; returns {checkpoint, seconds, final training log}."""
+    from posekit.engine.trainer import Trainer
+    done = run_dir / "done.json"
+    if done.exists() and (run_dir / "model.pt").exists():
+        return json.loads(done.read_text())
+    cfg = train_config(name, args, run_dir)
+    start = time.time()
+    trainer = Trainer(cfg, resume=True)
+    resumed_at = trainer.epoch
+    last = trainer.fit()
+    record = {"checkpoint": str(run_dir / "model.pt"), "seconds_this_run": round(time.time() - start, 1),
+              "resumed_at_epoch": resumed_at, "train_seconds": round(sum(r.get("seconds", 0.0) for r in trainer.history), 1),
+              "final_epoch": {k: v for k, v in last.items() if isinstance(v, (int, float))},
+              "config": cfg.to_dict()}
+    done.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def time_calls(fn, repeats: int, warmup: int = 3) -> float:
+    """Median milliseconds of ``repeats`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return round(float(np.median(times)) * 1e3, 3)
+
+
+def latency(predictor, repeats: int) -> dict:
+    """Batch-1 latency: the network alone on one crop, and one person end to end (crop, network on the two
+    flip-test views, decode, map back)."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, size=(256, 256, 3), dtype=np.uint8)
+    box = np.array([64.0, 16.0, 128.0, 224.0], np.float32)
+    w, h = predictor.input_size
+    crop = torch.from_numpy(rng.standard_normal((1, 3, h, w)).astype(np.float32)).contiguous(
+        memory_format=torch.channels_last)
+
+    def network():
+        with torch.inference_mode():
+            predictor.model(crop)
+
+    return {"network_ms": time_calls(network, repeats),
+            "end_to_end_flip_ms": time_calls(lambda: predictor.predict(image, box[None]), repeats)}
+
+
+def evaluate_row(row: str, training: dict, args) -> dict:
+    from posekit.engine.evaluate import evaluate
+    from posekit.inference.predictor import Predictor
+    _, decode, label = ROWS[row]
+    checkpoint = training["checkpoint"]
+    is_heatmap = training["config"]["head"] == "heatmap"
+    predictor = Predictor.from_checkpoint(checkpoint, flip_test=True,
+                                          **({"decode": decode} if decode and is_heatmap else {}))
+    metrics = evaluate(predictor, resolve_spec(args.val))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        timing = latency(predictor, args.repeats)
+    finally:
+        torch.set_num_threads(threads)
+    cfg = training["config"]
+    params = sum(p.numel() for p in predictor.model.parameters())
+    return {"label": label, "training": ROWS[row][0], "head": cfg["head"], "loss": cfg["loss"],
+            "codec": predictor.codec.to_config(), "input_size": cfg["input_size"],
+            "decode": decode if is_heatmap else None,
+            "pck@0.2_torso": metrics["pck@0.2_torso"], "pck@0.05_box": metrics["pck@0.05_box"],
+            "auc_torso": metrics["auc_torso"], "pckh@0.5": metrics.get("pckh@0.5"),
+            "n_evaluated": metrics["n_evaluated"], "params": params, **timing,
+            "train_seconds": training["train_seconds"], "final_train_loss": training["final_epoch"].get("loss"),
+            "latency_threads": args.threads, "load_average_1_5_15_min": load_average()}
+
+
+def load_average():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def environment() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "platform": platform.platform(), "logical_cpus": os.cpu_count()}
+
+
+def markdown(results: dict) -> str:
+    b = results["budget"]
+    lines = [f"# Target representations and training tricks on LSPET ({BACKBONE} {json.dumps(BACKBONE_KWARGS)})",
+             "",
+             f"Budget per training: {b['epochs']} epochs"
+             + (f" x at most {b['max_iters_per_epoch']} iterations" if b["max_iters_per_epoch"] else "")
+             + f", batch {b['batch_size']}; train `{b['train']}`, evaluated on `{b['val']}` with flip test. "
+             "Latency at batch 1 (median ms): network alone / one person end to end with flip test.",
+             "",
+             "| row | head | input | PCK@0.2 torso | PCK@0.05 box | AUC | net ms | e2e ms | params (M) | train min |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in ROWS:
+        r = results["rows"].get(name)
+        if r is None:
+            continue
+        lines.append(f"| {r['label']} | {r['head']} | {r['input_size'][0]} | {r['pck@0.2_torso']:.3f} | "
+                     f"{r['pck@0.05_box']:.3f} | {r['auc_torso']:.3f} | {r['network_ms']:.1f} | "
+                     f"{r['end_to_end_flip_ms']:.1f} | {r['params'] / 1e6:.2f} | {r['train_seconds'] / 60:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, out)
+    out.with_suffix(".md").write_text(markdown(results))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for name, (training, decode, label) in ROWS.items():
+            print(f"{name:26s} {label}  (training {training}: {json.dumps(TRAININGS[training])})")
+        return 0
+    b = budget(args)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if results.get("budget") != b:
+        if results.get("rows"):
+            print(f"note: {args.out} holds another budget ({results.get('budget')}); starting a new table",
+                  file=sys.stderr)
+        results = {"budget": b, "rows": {}}
+    results.update({"backbone": {"name": BACKBONE, "kwargs": BACKBONE_KWARGS}, "environment": environment(),
+                    "command": " ".join(shlex.quote(a) for a in sys.argv)})
+    run_root = args.runs / budget_name(b)
+    for row in args.row_names:
+        if row in results["rows"] and not args.force:
+            print(f"{row}: done (in {args.out}), skipped")
+            continue
+        training_name = ROWS[row][0]
+        print(f"{row}: training {training_name} ...", flush=True)
+        training = train(training_name, args, run_root / training_name)
+        results["rows"][row] = evaluate_row(row, training, args)
+        results["rows"][row]["date"] = datetime.datetime.now().isoformat(timespec="seconds")
+        write(results, args.out)  # after every row: an interrupted run keeps what it finished
+        r = results["rows"][row]
+        print(f"{row}: PCK@0.2 torso {r['pck@0.2_torso']:.3f}, PCK@0.05 box {r['pck@0.05_box']:.3f}, "
+              f"AUC {r['auc_torso']:.3f}, {r['network_ms']:.1f} ms", flush=True)
+    write(results, args.out)
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
