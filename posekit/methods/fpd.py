@@ -8,15 +8,20 @@
    summed over the student's stages (every hourglass stack imitates the teacher's final heatmaps),
    α = 0.5 as in the official code. The teacher can soften wrong or missing labels: where the label
    weight is 0 (an unlabelled joint) the teacher still supervises.
-3. On unlabeled images only the teacher supervises (L_pd alone), so any folder of people helps.
+3. On unlabeled images only the teacher supervises: each step also draws ``unlabeled_ratio`` x batch size
+   crops from the ``unlabeled`` data spec, with every label withheld (:class:`UnlabeledStream`), and adds
+   α · L_pd on them -- so any folder of people helps.
+
+The teacher is any posekit heatmap checkpoint with the student's input size, heatmap size and joints::
+
+    posekit train --method fpd --teacher runs/teacher/model.pt --alpha 0.5 [--unlabeled folder:DIR] ...
 """
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 import torch
 
+from posekit.data.transforms import AugmentConfig
 from posekit.engine.checkpoint import build_from_checkpoint, load_checkpoint
 from posekit.methods.supervised import Supervised
 
@@ -38,11 +43,14 @@ class FPD(Supervised):
         payload = load_checkpoint(teacher)
         self.teacher, teacher_cfg = build_from_checkpoint(payload)
         self.teacher.to(device).eval().requires_grad_(False)
+        if (teacher_cfg.get("head") or {}).get("type", "heatmap") != "heatmap":
+            raise ValueError(f"teacher {teacher}: FPD distils heatmaps, but the teacher has a "
+                             f"{teacher_cfg['head']['type']!r} head")
         if trainer is not None:
             check_compatible(teacher_cfg, trainer.model_config(), teacher)
         self.unlabeled_batches = None
         if unlabeled:
-            self.unlabeled_batches = unlabeled_stream(trainer, unlabeled, unlabeled_ratio)
+            self.unlabeled_batches = UnlabeledStream(trainer, unlabeled, unlabeled_ratio)
 
     @torch.no_grad()
     def teacher_heatmaps(self, images: torch.Tensor) -> torch.Tensor:
@@ -62,6 +70,18 @@ class FPD(Supervised):
             logs["loss_unlabeled"] = loss_unlabeled.detach()
         return {"loss": loss, **logs}
 
+    def state_dict(self) -> dict:
+        """The head loss's state (none for MSE) and how far the unlabeled stream has got (exact resume)."""
+        state = super().state_dict()
+        if self.unlabeled_batches is not None:
+            state["unlabeled_position"] = self.unlabeled_batches.position
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.unlabeled_batches is not None and "unlabeled_position" in state:
+            self.unlabeled_batches.position = int(state["unlabeled_position"])
+
 
 def check_compatible(teacher_cfg: dict, student_cfg: dict, path) -> None:
     """The teacher's heatmaps must live in the student's frame: same input size, heatmap size and joints."""
@@ -72,27 +92,49 @@ def check_compatible(teacher_cfg: dict, student_cfg: dict, path) -> None:
         raise ValueError(f"teacher {path}: heatmap size differs from the student's")
 
 
-def unlabeled_stream(trainer, spec: str, ratio: float):
-    """Endless batches of augmented crops of unlabeled people (labels, if any, are withheld)."""
-    from torch.utils.data import DataLoader
+class UnlabeledStream:
+    """Endless batches of augmented crops of unlabeled people, labels withheld: every sample's keypoints are
+    replaced by zeros (v = 0) before the dataset sees it, so targets and weights are all zero and only the
+    teacher speaks for these images. The person box stays (a detector's box, for ``lsp``/``coco`` data the
+    annotated one; ``folder:`` data uses the whole image).
 
-    from posekit.data.dataset import TopDownDataset
-    from posekit.data.formats import load_samples
+    Deterministic and resumable: batch ``position`` p is the p-th slice of a seeded per-epoch permutation, its
+    augmentation comes from (seed, epoch, index) like the labelled data's, and ``position`` is all the state
+    there is (saved by :meth:`FPD.state_dict`). Images are read in the main process.
+    """
 
-    samples = load_samples(spec)
-    for s in samples:  # withhold labels: only the teacher speaks for these images
-        s.keypoints = np.zeros_like(s.keypoints)
-    if trainer is None:
-        raise ValueError("FPD with unlabeled data needs the trainer's crop settings")
-    cfg = trainer.cfg
-    dataset = TopDownDataset(samples, trainer.codec, cfg.input_size, flip_index=np.array(trainer.flip_index), train=True,
-                             augment=trainer.dataset.augment, seed=cfg.seed + 1)
-    batch_size = max(1, int(round(cfg.batch_size * ratio)))
-    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    def __init__(self, trainer, spec: str, ratio: float = 1.0):
+        from posekit.data.dataset import TopDownDataset
+        from posekit.data.formats import load_samples
 
-    def batches():
-        for epoch in itertools.count():
-            dataset.set_epoch(epoch)
-            yield from DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, generator=generator,
-                                  num_workers=0)
-    return batches()
+        if trainer is None:
+            raise ValueError("FPD with unlabeled data needs the trainer's crop settings")
+        if ratio <= 0:
+            raise ValueError(f"unlabeled_ratio must be > 0, got {ratio}")
+        cfg = trainer.cfg
+        samples = load_samples(spec, skip_invalid=cfg.skip_invalid)
+        if not samples:
+            raise ValueError(f"no unlabeled images in {spec}")
+        for s in samples:  # withhold labels (and match the student's joint count: folder data has 17)
+            s.keypoints = np.zeros((trainer.num_keypoints, 3), np.float32)
+        self.seed = cfg.seed + 1
+        self.dataset = TopDownDataset(samples, trainer.codec, cfg.input_size, flip_index=np.array(trainer.flip_index),
+                                      train=True, augment=AugmentConfig(**cfg.augment), seed=self.seed)
+        self.batch_size = min(len(samples), max(1, int(round(cfg.batch_size * ratio))))
+        self.batches_per_epoch = len(samples) // self.batch_size
+        self.position = 0
+
+    def indices(self, position: int) -> tuple[int, list[int]]:
+        """(epoch, sample indices) of batch number ``position``."""
+        epoch, slot = divmod(position, self.batches_per_epoch)
+        perm = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed * 1000003 + epoch))
+        return epoch, perm[slot * self.batch_size:(slot + 1) * self.batch_size].tolist()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        epoch, indices = self.indices(self.position)
+        self.position += 1
+        self.dataset.set_epoch(epoch)
+        return torch.utils.data.default_collate([self.dataset[i] for i in indices])

@@ -10,7 +10,8 @@ __all__ = ["ACTIVATIONS", "HardMish", "hard_mish", "make_act", "ConvBNAct", "fus
 
 
 def hard_mish(x: torch.Tensor) -> torch.Tensor:
-    """HardMish(x) = x / 2 * clamp(x + 2, 0, 2): 0 for x <= -2, x for x >= 0, x (x + 2) / 2 in between.
+    """HardMish(x) = x / 2 * clamp(x + 2, 0, 2): 0 for x <= -2, x for x >= 0, x (x + 2) / 2 in between
+    (the "H-Mish" of Mish's author D. Misra: (x/2) * min(2, max(0, x + 2))).
 
     A piecewise-quadratic Mish: same shape (smooth dip to -0.5 at x = -1, identity for x >= 0), no exp/log,
     so it is cheap on CPUs and exports to ONNX as plain arithmetic.

@@ -1,0 +1,394 @@
+"""LSPET ablation of fast pose estimation: distillation (FPD, OKDHP), re-parameterisation and activations for one
+compact student at one training budget.
+
+Every student trains for the same budget, ``--epochs`` (default 10, i.e. 2250 iterations of batch 32 on the
+7200 LSPET training images) with :class:`posekit.engine.trainer.Trainer` on ``--train``
+(``lsp:../shared/datasets/lspet@train``), 128x128 input and the optimiser settings of
+``configs/lspet_compact.json`` (AdamW, lr 2e-3, 200 warm-up iterations, cosine decay, default augmentation,
+seed 0), and is evaluated on ``--val`` (``@val``, 800 images, flip test on).
+
+Rows (training -> evaluation):
+
+=========================  =============================================================================
+teacher                    ``--teacher CKPT``, or ``--teacher-model`` (default ``simplebaseline_r18``, full
+                           width) trained here for ``--teacher-epochs`` (default: ``--epochs``)
+student                    ``--student-model`` / ``--student-kwargs`` (default the compact
+                           ``simplebaseline_r18 {"width": 0.4, "deconv_channels": 96}``), supervised
+student + FPD              the student distilled from the teacher: alpha * MSE(teacher) + (1 - alpha) * MSE(GT)
+student + FPD + unlabeled  the same, plus one batch per step of ``--unlabeled`` crops, labels withheld,
+                           supervised by the teacher alone (default: the training images again -- pass a
+                           folder of other people, ``folder:DIR``, for a real semi-supervised run)
+student + OKDHP            online distillation: 3 branches + FAU ensemble teacher (``--okdhp-kwargs``);
+                           the checkpoint and the row are the deployed single branch
+RepVGG (train form)        ``--repvgg-model`` / ``--repvgg-kwargs`` student, supervised, 3x3 + 1x1 + identity
+                           branches and BatchNorm as trained
+RepVGG (deployed)          the SAME checkpoint after ``reparameterize()``: one 3x3 conv per block, no BN --
+                           accuracy equal up to float rounding, only the latency (and FLOPs) change
+student, HardSwish / Mish  the student with ``act="hardswish"`` / ``act="mish"`` instead of ReLU
+=========================  =============================================================================
+
+Each row: PCK@0.2 (torso), PCK@0.05 (box), AUC (PCK@0..0.2 torso), parameters, FLOPs (2 per multiply-add,
+:func:`posekit.models.flops.count_flops`, one view at the input size) and CPU latency of the network alone at
+batch 1 with ONE thread (median ms over ``--repeats`` runs). **Requirement: every student needs at most 20%
+of the teacher's FLOPs**; the ratio is printed for every student row and stored in the json
+(``flops_ratio_to_teacher``, ``flops_requirement_met``). With the defaults at 128x128: teacher 1.93 GFLOPs,
+compact student 0.30 GFLOPs (15.8%).
+
+Results go to ``benchmarks/results/fpd.json`` (every number, the budget, the environment) and ``fpd.md`` next to
+it (the table, also printed). Resumable: rows already in the json for the same budget are skipped, finished
+trainings are reused (``done.json`` in their run folder), and an interrupted training continues from its run
+folder's ``last.pt`` via ``Trainer(..., resume=True)`` (run folders: ``runs/fpd/<budget>/<training>``).
+Latency is wall-clock: other jobs on the machine (see the recorded load average) slow it down.
+
+    python benchmarks/fpd.py                                   # everything, 10 epochs per training
+    python benchmarks/fpd.py --teacher runs/teacher/model.pt   # distil from an existing teacher
+    python benchmarks/fpd.py --rows student,student_fpd --epochs 20
+    python benchmarks/fpd.py --list                            # row names
+    # smoke test on synthetic data (a minute):
+    posekit synth --out /tmp/fpd --num 24 --size 96
+    python benchmarks/fpd.py --train coco:/tmp/fpd/annotations.json --val coco:/tmp/fpd/annotations.json \\
+        --unlabeled folder:/tmp/fpd/images --epochs 1 --max-iters 2 --batch-size 8 --workers 0 --input-size 64 \\
+        --student-kwargs '{"width": 0.25, "deconv_channels": 32}' --teacher-kwargs '{"width": 0.5}' \\
+        --repvgg-kwargs '{"widths": [8, 8, 16, 16, 32], "deconv_channels": 16}' --repeats 3 \\
+        --out /tmp/fpd/fpd.json --runs /tmp/fpd/runs
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOPS_REQUIREMENT = 0.20  # a student may use at most this fraction of the teacher's FLOPs
+
+#: row name -> (training, label, evaluate the re-parameterised deploy form)
+ROWS = {
+    "teacher": ("teacher", "teacher", False),
+    "student": ("student", "student", False),
+    "student_fpd": ("student_fpd", "student + FPD", False),
+    "student_fpd_unlabeled": ("student_fpd_unlabeled", "student + FPD + unlabeled images", False),
+    "student_okdhp": ("student_okdhp", "student + OKDHP", False),
+    "repvgg_train": ("repvgg", "RepVGG student (train form)", False),
+    "repvgg_deploy": ("repvgg", "RepVGG student (re-parameterised)", True),
+    "student_hardswish": ("student_hardswish", "student, HardSwish", False),
+    "student_mish": ("student_mish", "student, Mish", False),
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=10, help="training epochs of every student (the one budget)")
+    p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
+    p.add_argument("--input-size", type=int, default=128, help="square model input side (default 128)")
+    p.add_argument("--train", default="lsp:../shared/datasets/lspet@train",
+                   help="training data spec (relative paths are taken from the repository root)")
+    p.add_argument("--val", default="lsp:../shared/datasets/lspet@val", help="evaluation data spec")
+    p.add_argument("--unlabeled", help="unlabeled data spec for FPD + unlabeled (labels withheld; default --train)")
+    p.add_argument("--teacher", type=Path, help="teacher checkpoint; otherwise the teacher is trained here")
+    p.add_argument("--teacher-model", default="simplebaseline_r18", help="teacher to train (without --teacher)")
+    p.add_argument("--teacher-kwargs", default="{}", help="JSON model kwargs of the teacher")
+    p.add_argument("--teacher-epochs", type=int, help="teacher training epochs (default: --epochs)")
+    p.add_argument("--student-model", default="simplebaseline_r18")
+    p.add_argument("--student-kwargs", default='{"width": 0.4, "deconv_channels": 96}', help="JSON model kwargs")
+    p.add_argument("--repvgg-model", default="repvgg_lite")
+    p.add_argument("--repvgg-kwargs", default='{"deconv_channels": 96}', help="JSON model kwargs")
+    p.add_argument("--alpha", type=float, default=0.5, help="FPD distillation weight (0.5 as the paper)")
+    p.add_argument("--okdhp-kwargs", default="{}", help='JSON OKDHP options, e.g. \'{"branches": 3}\'')
+    p.add_argument("--rows", help="comma-separated row names (default: all; see --list)")
+    p.add_argument("--list", action="store_true", help="print the row names and exit")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for the latency measurement")
+    p.add_argument("--repeats", type=int, default=30, help="timed runs per latency measurement")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fpd.json",
+                   help="results json; fpd.md goes next to it")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "fpd", help="parent of the run folders")
+    p.add_argument("--force", action="store_true", help="recompute rows that already have results")
+    args = p.parse_args(argv)
+    if min(args.epochs, args.batch_size, args.repeats, args.threads, args.input_size) < 1:
+        p.error("--epochs, --batch-size, --repeats, --threads and --input-size must be >= 1")
+    for key in ("teacher_kwargs", "student_kwargs", "repvgg_kwargs", "okdhp_kwargs"):
+        value = json.loads(getattr(args, key))
+        if not isinstance(value, dict):
+            p.error(f"--{key.replace('_', '-')} must be a JSON object")
+        setattr(args, key, value)
+    args.teacher_epochs = args.teacher_epochs or args.epochs
+    args.unlabeled = args.unlabeled or args.train
+    args.row_names = list(ROWS) if not args.rows else [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in args.row_names if r not in ROWS]
+    if unknown:
+        p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
+    return args
+
+
+def resolve_spec(spec: str) -> str:
+    """Make a spec's relative path absolute from the repository root (the script runs from anywhere)."""
+    from posekit.data.formats import parse_spec
+    fmt, path, split = parse_spec(spec)
+    if not Path(path).is_absolute():
+        path = str((ROOT / path).resolve())
+    return f"{fmt}:{path}" + (f"@{split}" if split else "")
+
+
+def budget(args) -> dict:
+    """Everything that makes two tables comparable; a different budget starts a new table."""
+    teacher = ({"checkpoint": str(args.teacher.resolve())} if args.teacher else
+               {"model": args.teacher_model, "kwargs": args.teacher_kwargs, "epochs": args.teacher_epochs})
+    return {"epochs": args.epochs, "max_iters_per_epoch": args.max_iters, "batch_size": args.batch_size,
+            "input_size": args.input_size, "train": args.train, "val": args.val, "unlabeled": args.unlabeled,
+            "teacher": teacher, "student": {"model": args.student_model, "kwargs": args.student_kwargs},
+            "repvgg": {"model": args.repvgg_model, "kwargs": args.repvgg_kwargs}, "alpha": args.alpha,
+            "okdhp": args.okdhp_kwargs}
+
+
+def budget_name(b: dict) -> str:
+    return (f"e{b['epochs']}" + (f"_i{b['max_iters_per_epoch']}" if b["max_iters_per_epoch"] else "")
+            + (f"_b{b['batch_size']}" if b["batch_size"] != 32 else "") + f"_s{b['input_size']}")
+
+
+# -- trainings -------------------------------------------------------------------------------------
+def trainings(args, teacher_ckpt: str | None) -> dict:
+    """training name -> TrainConfig options that differ from the shared ones."""
+    student = {"model": args.student_model, "model_kwargs": dict(args.student_kwargs)}
+    fpd = {"teacher": teacher_ckpt, "alpha": args.alpha}
+    return {
+        "teacher": {"model": args.teacher_model, "model_kwargs": dict(args.teacher_kwargs),
+                    "epochs": args.teacher_epochs},
+        "student": student,
+        "student_fpd": {**student, "method": "fpd", "method_kwargs": fpd},
+        "student_fpd_unlabeled": {**student, "method": "fpd",
+                                  "method_kwargs": {**fpd, "unlabeled": resolve_spec(args.unlabeled)}},
+        "student_okdhp": {**student, "method": "okdhp", "method_kwargs": dict(args.okdhp_kwargs)},
+        "repvgg": {"model": args.repvgg_model, "model_kwargs": dict(args.repvgg_kwargs)},
+        "student_hardswish": {**student, "model_kwargs": {**args.student_kwargs, "act": "hardswish"}},
+        "student_mish": {**student, "model_kwargs": {**args.student_kwargs, "act": "mish"}},
+    }
+
+
+def train_config(name: str, args, run_dir: Path, teacher_ckpt: str | None):
+    from posekit.engine.trainer import TrainConfig
+    options = dict(trainings(args, teacher_ckpt)[name])
+    options.setdefault("epochs", args.epochs)
+    side = args.input_size
+    return TrainConfig(train=resolve_spec(args.train), val=None, out=str(run_dir), input_size=(side, side),
+                       sigma=2.0, decode="dark", batch_size=args.batch_size, lr=2e-3, weight_decay=1e-4,
+                       warmup_iters=200, final_lr_ratio=0.01, workers=args.workers, seed=0,
+                       max_iters_per_epoch=args.max_iters, progress=sys.stderr.isatty(), **options)
+
+
+def train(name: str, args, run_dir: Path, teacher_ckpt: str | None = None) -> dict:
+    """Train (or finish training) one configuration; returns {checkpoint, seconds, final training log}."""
+    from posekit.engine.trainer import Trainer
+    done = run_dir / "done.json"
+    if done.exists() and (run_dir / "model.pt").exists():
+        return json.loads(done.read_text())
+    cfg = train_config(name, args, run_dir, teacher_ckpt)
+    start = time.time()
+    trainer = Trainer(cfg, resume=True)
+    resumed_at = trainer.epoch
+    last = trainer.fit()
+    record = {"checkpoint": str(run_dir / "model.pt"), "seconds_this_run": round(time.time() - start, 1),
+              "resumed_at_epoch": resumed_at,
+              "train_seconds": round(sum(r.get("seconds", 0.0) for r in trainer.history), 1),
+              "final_epoch": {k: v for k, v in last.items() if isinstance(v, (int, float))},
+              "config": cfg.to_dict()}
+    done.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def teacher_training(args, run_root: Path) -> dict:
+    """The given teacher checkpoint, or the teacher trained here (reused once finished)."""
+    if args.teacher:
+        if not args.teacher.is_file():
+            raise SystemExit(f"error: teacher checkpoint not found: {args.teacher}")
+        return {"checkpoint": str(args.teacher.resolve()), "train_seconds": None, "final_epoch": {},
+                "config": None, "external": True}
+    print(f"teacher: training {args.teacher_model} {json.dumps(args.teacher_kwargs)} for {args.teacher_epochs} "
+          "epochs ...", flush=True)
+    return train("teacher", args, run_root / "teacher")
+
+
+# -- measurement -----------------------------------------------------------------------------------
+def median_ms(fn, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return round(float(np.median(times)) * 1e3, 3)
+
+
+def network_latency(model: torch.nn.Module, input_size, repeats: int, threads: int) -> float:
+    """Median ms of the network alone on one (1, 3, H, W) crop, ``threads`` torch threads, channels_last."""
+    w, h = input_size
+    x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+    x = x.contiguous(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last).eval()
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        def run():
+            with torch.inference_mode():
+                model(x)
+        return median_ms(run, repeats)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def evaluate_row(row: str, training: dict, args) -> dict:
+    from posekit.engine.checkpoint import build_from_checkpoint
+    from posekit.engine.evaluate import evaluate
+    from posekit.inference.predictor import Predictor
+    from posekit.models import reparameterize
+    from posekit.models.flops import count_flops, count_params
+
+    training_name, label, deploy = ROWS[row]
+    model, config = build_from_checkpoint(training["checkpoint"])
+    if deploy:
+        model = reparameterize(model).eval()
+    input_size = tuple(config["input_size"])
+    predictor = Predictor(model, config, flip_test=True)
+    metrics = evaluate(predictor, resolve_spec(args.val))
+    train_cfg = config.get("train", {})
+    return {"label": label, "training": training_name, "model": config["model"],
+            "method": train_cfg.get("method", "supervised"), "method_kwargs": train_cfg.get("method_kwargs", {}),
+            "deploy_form": deploy, "input_size": list(input_size),
+            "pck@0.2_torso": metrics["pck@0.2_torso"], "pck@0.05_box": metrics["pck@0.05_box"],
+            "auc_torso": metrics["auc_torso"], "n_evaluated": metrics["n_evaluated"],
+            "params": count_params(model), "flops": count_flops(model, input_size),
+            "latency_ms": network_latency(model, input_size, args.repeats, args.threads),
+            "latency_threads": args.threads, "checkpoint": training["checkpoint"],
+            "train_seconds": training.get("train_seconds"),
+            "final_train_loss": (training.get("final_epoch") or {}).get("loss"),
+            "load_average_1_5_15_min": load_average()}
+
+
+def flops_check(results: dict) -> list[str]:
+    """Fill ``flops_ratio_to_teacher`` / ``flops_requirement_met`` of every student row; the printed lines."""
+    teacher = results["rows"].get("teacher")
+    lines = []
+    if teacher is None:
+        return lines
+    for name, r in results["rows"].items():
+        if name == "teacher":
+            continue
+        r["flops_ratio_to_teacher"] = round(r["flops"] / teacher["flops"], 4)
+        r["flops_requirement_met"] = r["flops_ratio_to_teacher"] <= FLOPS_REQUIREMENT
+        lines.append(f"FLOPs {r['label']}: {r['flops'] / 1e9:.3f} G = {100 * r['flops_ratio_to_teacher']:.1f}% of the "
+                     f"teacher's {teacher['flops'] / 1e9:.3f} G (requirement <= {100 * FLOPS_REQUIREMENT:.0f}%: "
+                     f"{'met' if r['flops_requirement_met'] else 'NOT MET'})")
+    return lines
+
+
+def load_average():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def environment() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "platform": platform.platform(), "logical_cpus": os.cpu_count()}
+
+
+def markdown(results: dict) -> str:
+    b = results["budget"]
+    teacher = b["teacher"]
+    teacher_text = (f"checkpoint `{teacher['checkpoint']}`" if "checkpoint" in teacher else
+                    f"`{teacher['model']}` {json.dumps(teacher['kwargs'])}, {teacher['epochs']} epochs")
+    lines = [f"# Fast pose: distillation, re-parameterisation, activations on LSPET "
+             f"(student `{b['student']['model']}` {json.dumps(b['student']['kwargs'])})", "",
+             f"Budget per student: {b['epochs']} epochs"
+             + (f" x at most {b['max_iters_per_epoch']} iterations" if b["max_iters_per_epoch"] else "")
+             + f", batch {b['batch_size']}, input {b['input_size']}x{b['input_size']}; train `{b['train']}`, "
+             f"evaluated on `{b['val']}` with flip test. Teacher: {teacher_text}. FPD alpha {b['alpha']}; "
+             f"unlabeled data `{b['unlabeled']}` (labels withheld). Latency: network alone, batch 1, "
+             f"{results.get('latency_threads', 1)} thread, median ms. FLOPs: 2 per multiply-add, one view. "
+             f"Requirement: a student uses <= {100 * FLOPS_REQUIREMENT:.0f}% of the teacher's FLOPs.", "",
+             "| row | PCK@0.2 torso | PCK@0.05 box | AUC | params (M) | GFLOPs | % teacher FLOPs | latency ms "
+             "| train min |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name in ROWS:
+        r = results["rows"].get(name)
+        if r is None:
+            continue
+        ratio = r.get("flops_ratio_to_teacher")
+        ratio_text = "-" if ratio is None else f"{100 * ratio:.1f}" + ("" if r["flops_requirement_met"] else " (!)")
+        minutes = "-" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.1f}"
+        lines.append(f"| {r['label']} | {r['pck@0.2_torso']:.3f} | {r['pck@0.05_box']:.3f} | {r['auc_torso']:.3f} "
+                     f"| {r['params'] / 1e6:.2f} | {r['flops'] / 1e9:.3f} | {ratio_text} | {r['latency_ms']:.2f} "
+                     f"| {minutes} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, out)
+    out.with_suffix(".md").write_text(markdown(results))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for name, (training, label, deploy) in ROWS.items():
+            print(f"{name:24s} {label}  (training {training}{', re-parameterised' if deploy else ''})")
+        return 0
+    b = budget(args)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if results.get("budget") != b:
+        if results.get("rows"):
+            print(f"note: {args.out} holds another budget; starting a new table", file=sys.stderr)
+        results = {"budget": b, "rows": {}}
+    results.update({"environment": environment(), "latency_threads": args.threads,
+                    "command": " ".join(shlex.quote(a) for a in (sys.argv if argv is None else
+                                                                  ["benchmarks/fpd.py", *argv]))})
+    run_root = args.runs / budget_name(b)
+    todo = [r for r in args.row_names if args.force or r not in results["rows"]]
+    # the teacher row is always measured (the FLOPs requirement is relative to it)
+    if "teacher" not in results["rows"] and "teacher" not in todo:
+        todo.insert(0, "teacher")
+    teacher = None
+    for row in todo:
+        training_name = ROWS[row][0]
+        if training_name == "teacher" or trainings(args, None)[training_name].get("method") == "fpd":
+            teacher = teacher or teacher_training(args, run_root)
+        if training_name == "teacher":
+            training = teacher
+        else:
+            print(f"{row}: training {training_name} ...", flush=True)
+            training = train(training_name, args, run_root / training_name,
+                             teacher["checkpoint"] if teacher else None)
+        results["rows"][row] = evaluate_row(row, training, args)
+        results["rows"][row]["date"] = datetime.datetime.now().isoformat(timespec="seconds")
+        flops_check(results)
+        write(results, args.out)  # after every row: an interrupted run keeps what it finished
+        r = results["rows"][row]
+        print(f"{row}: PCK@0.2 torso {r['pck@0.2_torso']:.3f}, PCK@0.05 box {r['pck@0.05_box']:.3f}, "
+              f"AUC {r['auc_torso']:.3f}, {r['params'] / 1e6:.2f} M params, {r['flops'] / 1e9:.3f} GFLOPs, "
+              f"{r['latency_ms']:.2f} ms", flush=True)
+    for name in args.row_names:
+        if name not in todo:
+            print(f"{name}: done (in {args.out}), skipped")
+    for line in flops_check(results):
+        print(line)
+    write(results, args.out)
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
