@@ -4,7 +4,9 @@ from __future__ import annotations
 METHODS = {
     "supervised": "posekit.methods.supervised:Supervised",
     "fpd": "posekit.methods.fpd:FPD",
+    "okdhp": "posekit.methods.okdhp:OKDHP",
     "advmix": "posekit.methods.advmix:AdvMix",
+    "sfda": "posekit.methods.sfda:SFDA",
 }
 
 

@@ -1,0 +1,327 @@
+"""Synthetic -> LSPET domain adaptation: source-only, SFDA (and its loss ablations), oracle; SCAI slot.
+
+One backbone for every row: ``simplebaseline_r18`` with ``{"width": 0.4, "deconv_channels": 96}`` at 128x128
+(the LSPET compact model of ``configs/lspet_compact.json``, so ``zoo/lspet_compact.pt`` can serve as the
+oracle). Every row is scored on ``--val`` (``lsp:../shared/datasets/lspet@val``, 800 people, flip test)
+with PCK@0.05 (box), PCK@0.2 (torso) and AUC (PCK@0..0.2 torso).
+
+Rows:
+
+==================  =======================================================================================
+source only         trained on posekit's synthetic people (``--synth-num`` images of ``--synth-style``, LSP
+                    skeleton, ``--source-epochs`` epochs, the compact config's optimiser): the starting point
+SFDA                the source model adapted with :mod:`posekit.methods.sfda` on ``--target``
+                    (``lsp:../shared/datasets/lspet@train``) with its labels withheld, ``--sfda-epochs``
+                    epochs, batch ``--batch-size``, lr ``--sfda-lr``; the paper's weights (α 0.7, β 0.5,
+                    γ 0.85, EMA 0.999); scored: the intermediate model f_in (``model.pt``, last epoch, no
+                    model selection on target labels)
+SFDA w/o L_x        the same with one loss term's weight set to 0: L_ft, L_res (α), L_con, L_cst (β), L_im (γ)
+oracle              the same backbone trained WITH the target labels (``--oracle CKPT`` reuses a checkpoint,
+                    e.g. ``zoo/lspet_compact.pt``; otherwise trained here on ``--target`` for
+                    ``--oracle-epochs`` epochs with the compact config's optimiser)
+SCAI rows           the slot marked ``SCAI ROWS`` below (filled by the SCAI benchmark's author)
+==================  =======================================================================================
+
+Results go to ``benchmarks/results/adaptation.json`` (every number, the budget, the environment) and
+``adaptation.md`` next to it (the table, also printed). Resumable: rows already in the json for the same
+budget are skipped, the synthetic data set is generated once, and every training continues from its run
+folder's ``last.pt`` (run folders under ``--runs``/<budget>). Nothing here is meant for a short smoke run
+except the command at the end.
+
+    python benchmarks/adaptation.py                                   # everything (hours on 2 CPU cores)
+    python benchmarks/adaptation.py --oracle zoo/lspet_compact.pt --rows source_only,sfda,oracle
+    python benchmarks/adaptation.py --list
+    # smoke test on synthetic data (a minute):
+    posekit synth --out /tmp/ad/t --num 24 --size 96 --style textured
+    python benchmarks/adaptation.py --synth-num 24 --synth-size 96 --source-epochs 1 --sfda-epochs 1 \\
+        --oracle-epochs 1 --max-iters 1 --batch-size 8 --workers 0 \\
+        --target coco:/tmp/ad/t/annotations.json --val coco:/tmp/ad/t/annotations.json \\
+        --out /tmp/ad/adaptation.json --runs /tmp/ad/runs
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKBONE = "simplebaseline_r18"
+BACKBONE_KWARGS = {"width": 0.4, "deconv_channels": 96}
+INPUT = (128, 128)
+
+#: SFDA row -> (label, method options that differ from the paper's defaults)
+SFDA_ROWS = {
+    "sfda": ("SFDA", {}),
+    "sfda_no_ft": ("SFDA w/o L_ft (fine-tune)", {"finetune_weight": 0.0}),
+    "sfda_no_res": ("SFDA w/o L_res (residual, α = 0)", {"alpha": 0.0}),
+    "sfda_no_con": ("SFDA w/o L_con (contrastive)", {"contrast_weight": 0.0}),
+    "sfda_no_cst": ("SFDA w/o L_cst (consistency, β = 0)", {"beta": 0.0}),
+    "sfda_no_im": ("SFDA w/o L_im (information max., γ = 0)", {"gamma": 0.0}),
+}
+
+# ===================================================================================================
+# SCAI ROWS -- slot for the SCAI author. Add entries here: row name -> label, and implement
+# ``run_scai_row(row, args, source_checkpoint) -> dict`` returning at least "pck@0.05_box", "pck@0.2_torso"
+# and "auc_torso" measured on ``resolve_spec(args.val)`` (see ``score``). Rows listed here are computed
+# after the source model exists, saved and resumed like every other row, and shown in the same table.
+SCAI_ROWS: dict[str, str] = {}
+
+
+def run_scai_row(row: str, args, source_checkpoint: Path) -> dict:
+    raise NotImplementedError(f"SCAI row {row!r}: not implemented yet (see the SCAI ROWS slot)")
+# ===================================================================================================
+
+ROWS = {"source_only": "source only (synthetic)", **{k: v[0] for k, v in SFDA_ROWS.items()},
+        "oracle": "oracle (target labels)", **SCAI_ROWS}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--target", default="lsp:../shared/datasets/lspet@train",
+                   help="target training spec (labels withheld for SFDA; used with labels by the oracle)")
+    p.add_argument("--val", default="lsp:../shared/datasets/lspet@val", help="evaluation spec")
+    p.add_argument("--source-data", help="labelled source spec instead of generating synthetic people")
+    p.add_argument("--synth-num", type=int, default=3200, help="synthetic source images")
+    p.add_argument("--synth-style", default="flat", help="synthetic style: flat | textured | mixed")
+    p.add_argument("--synth-size", type=int, default=192, help="synthetic image side (pixels)")
+    p.add_argument("--synth-seed", type=int, default=0)
+    p.add_argument("--source-epochs", type=int, default=14, help="source training epochs (the demo's budget)")
+    p.add_argument("--sfda-epochs", type=int, default=5, help="SFDA epochs over the target training images")
+    p.add_argument("--sfda-lr", type=float, default=1e-4, help="SFDA learning rate (the authors' Adam lr)")
+    p.add_argument("--sfda-kwargs", default="{}", help="JSON of extra SFDA options shared by every SFDA row")
+    p.add_argument("--oracle", type=Path, help="reuse this labelled-target checkpoint as the oracle")
+    p.add_argument("--oracle-epochs", type=int, default=10, help="oracle training epochs (without --oracle)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests)")
+    p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rows", help="comma-separated row names (default: all; see --list)")
+    p.add_argument("--list", action="store_true", help="print the row names and exit")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adaptation.json",
+                   help="results json; adaptation.md goes next to it")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "adaptation", help="parent of the run folders")
+    p.add_argument("--force", action="store_true", help="recompute rows that already have results")
+    args = p.parse_args(argv)
+    for name in ("synth_num", "source_epochs", "sfda_epochs", "oracle_epochs", "batch_size"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    args.row_names = list(ROWS) if not args.rows else [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in args.row_names if r not in ROWS]
+    if unknown:
+        p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
+    args.sfda_options = json.loads(args.sfda_kwargs)
+    if not isinstance(args.sfda_options, dict):
+        p.error("--sfda-kwargs must be a JSON object")
+    return args
+
+
+def resolve_spec(spec: str) -> str:
+    """Make a spec's relative path absolute from the repository root (the script runs from anywhere)."""
+    from posekit.data.formats import parse_spec
+    fmt, path, split = parse_spec(spec)
+    if not Path(path).is_absolute():
+        path = str((ROOT / path).resolve())
+    return f"{fmt}:{path}" + (f"@{split}" if split else "")
+
+
+def budget(args) -> dict:
+    source = ({"source_data": args.source_data} if args.source_data else
+              {"synth_num": args.synth_num, "synth_style": args.synth_style, "synth_size": args.synth_size,
+               "synth_seed": args.synth_seed})
+    return {**source, "source_epochs": args.source_epochs, "sfda_epochs": args.sfda_epochs, "sfda_lr": args.sfda_lr,
+            "sfda_kwargs": args.sfda_options, "oracle": str(args.oracle) if args.oracle else None,
+            "oracle_epochs": None if args.oracle else args.oracle_epochs, "batch_size": args.batch_size,
+            "max_iters_per_epoch": args.max_iters, "seed": args.seed, "target": args.target, "val": args.val}
+
+
+def budget_name(b: dict) -> str:
+    source = f"src-{Path(b['source_data']).name}" if b.get("source_data") else \
+        f"synth{b['synth_num']}-{b['synth_style']}-{b['synth_size']}-s{b['synth_seed']}"
+    name = f"{source}_e{b['source_epochs']}_a{b['sfda_epochs']}_lr{b['sfda_lr']:g}_b{b['batch_size']}_seed{b['seed']}"
+    if b["max_iters_per_epoch"]:
+        name += f"_i{b['max_iters_per_epoch']}"
+    if b["sfda_kwargs"]:
+        name += "_" + hashlib.sha1(json.dumps(b["sfda_kwargs"], sort_keys=True).encode()).hexdigest()[:8]
+    return name
+
+
+def base_config(train: str, out: Path, epochs: int, args, **kw):
+    """The compact config's supervised recipe (AdamW 2e-3, 200 warm-up iterations, cosine) on ``train``."""
+    from posekit.engine.trainer import TrainConfig
+    return TrainConfig(train=train, val=None, out=str(out), model=BACKBONE, model_kwargs=dict(BACKBONE_KWARGS),
+                       input_size=INPUT, sigma=2.0, decode="dark", epochs=epochs, batch_size=args.batch_size, lr=2e-3,
+                       weight_decay=1e-4, warmup_iters=200, final_lr_ratio=0.01, workers=args.workers, seed=args.seed,
+                       max_iters_per_epoch=args.max_iters, progress=sys.stderr.isatty(), **kw)
+
+
+def run_training(cfg, run_dir: Path) -> dict:
+    """Train (or finish training) one configuration; returns {checkpoint, train_seconds, final epoch}."""
+    from posekit.engine.trainer import Trainer
+    done = run_dir / "done.json"
+    if done.exists() and (run_dir / "model.pt").exists():
+        return json.loads(done.read_text())
+    start = time.time()
+    trainer = Trainer(cfg, resume=True)
+    resumed_at = trainer.epoch
+    last = trainer.fit()
+    record = {"checkpoint": str(run_dir / "model.pt"), "seconds_this_run": round(time.time() - start, 1),
+              "resumed_at_epoch": resumed_at,
+              "train_seconds": round(sum(r.get("seconds", 0.0) for r in trainer.history), 1),
+              "final_epoch": {k: v for k, v in last.items() if isinstance(v, (int, float))}, "config": cfg.to_dict()}
+    done.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def source_spec(args, run_root: Path) -> str:
+    """The labelled source data: ``--source-data``, or synthetic people generated once under the runs folder."""
+    if args.source_data:
+        return resolve_spec(args.source_data)
+    from posekit.data.synth import generate_dataset
+    folder = args.runs / "data" / f"synth{args.synth_num}-{args.synth_style}-{args.synth_size}-s{args.synth_seed}"
+    ann = folder / "annotations.json"
+    if not ann.exists():  # written last by generate_dataset: its presence means the set is complete
+        print(f"generating {args.synth_num} synthetic people ({args.synth_style}) in {folder} ...", flush=True)
+        ann = generate_dataset(folder, args.synth_num, style=args.synth_style, skeleton="lsp", seed=args.synth_seed,
+                               size=(args.synth_size, args.synth_size), workers=max(1, args.workers), progress=True)
+    return f"coco:{ann}"
+
+
+def train_source(args, run_root: Path) -> dict:
+    cfg = base_config(source_spec(args, run_root), run_root / "source", args.source_epochs, args)
+    return run_training(cfg, run_root / "source")
+
+
+def train_sfda(row: str, args, run_root: Path, source_checkpoint: str) -> dict:
+    from posekit.engine.adapt import adapt_config
+    options = {**args.sfda_options, **SFDA_ROWS[row][1]}
+    loss_keys = {"alpha", "beta", "gamma", "ema", "tau"}
+    cfg = adapt_config(source_checkpoint, resolve_spec(args.target), run_root / row, epochs=args.sfda_epochs,
+                       batch_size=args.batch_size, lr=args.sfda_lr, seed=args.seed, workers=args.workers,
+                       max_iters_per_epoch=args.max_iters, progress=sys.stderr.isatty(),
+                       method_kwargs={k: v for k, v in options.items() if k not in loss_keys},
+                       **{k: v for k, v in options.items() if k in loss_keys})
+    return run_training(cfg, run_root / row)
+
+
+def oracle(args, run_root: Path) -> dict:
+    if args.oracle:
+        return {"checkpoint": str(args.oracle), "train_seconds": None, "final_epoch": {}, "config": None,
+                "reused": True}
+    cfg = base_config(resolve_spec(args.target), run_root / "oracle", args.oracle_epochs, args)
+    return run_training(cfg, run_root / "oracle")
+
+
+def score(checkpoint, args) -> dict:
+    """PCK@0.05 box, PCK@0.2 torso, AUC on ``--val`` with flip test."""
+    from posekit.engine.evaluate import evaluate
+    from posekit.inference.predictor import Predictor
+    metrics = evaluate(Predictor.from_checkpoint(checkpoint, flip_test=True), resolve_spec(args.val))
+    return {k: metrics.get(k) for k in ("pck@0.05_box", "pck@0.2_torso", "auc_torso", "pckh@0.5", "n_evaluated")}
+
+
+def load_average():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def environment() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+            "platform": platform.platform(), "logical_cpus": os.cpu_count()}
+
+
+def markdown(results: dict) -> str:
+    b = results["budget"]
+    source = b.get("source_data") or f"{b['synth_num']} synthetic people ({b['synth_style']}, {b['synth_size']} px)"
+    lines = [f"# Synthetic -> LSPET adaptation ({BACKBONE} {json.dumps(BACKBONE_KWARGS)}, {INPUT[0]}x{INPUT[1]})", "",
+             f"Source: {source}, {b['source_epochs']} epochs. SFDA: {b['sfda_epochs']} epochs on `{b['target']}` "
+             f"(labels withheld), lr {b['sfda_lr']:g}, batch {b['batch_size']}"
+             + (f", at most {b['max_iters_per_epoch']} iterations per epoch" if b["max_iters_per_epoch"] else "")
+             + (f", options {json.dumps(b['sfda_kwargs'])}" if b["sfda_kwargs"] else "")
+             + ". Oracle: " + (f"`{b['oracle']}`" if b["oracle"] else f"trained here, {b['oracle_epochs']} epochs "
+                               "with the target labels")
+             + f". Scored on `{b['val']}` with flip test; the SFDA rows use their last epoch's model.", "",
+             "| row | PCK@0.05 box | PCK@0.2 torso | AUC | train min |", "|---|---|---|---|---|"]
+    for name, label in ROWS.items():
+        r = results["rows"].get(name)
+        if r is None:
+            continue
+        minutes = f"{r['train_seconds'] / 60:.1f}" if r.get("train_seconds") is not None else "-"
+        lines.append(f"| {label} | {r['pck@0.05_box']:.3f} | {r['pck@0.2_torso']:.3f} | {r['auc_torso']:.3f} | "
+                     f"{minutes} |")
+    if not SCAI_ROWS:
+        lines += ["", "SCAI rows: not yet added (see the `SCAI ROWS` slot in benchmarks/adaptation.py)."]
+    return "\n".join(lines) + "\n"
+
+
+def write(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, out)
+    out.with_suffix(".md").write_text(markdown(results))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for name, label in ROWS.items():
+            print(f"{name:14s} {label}")
+        return 0
+    b = budget(args)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if results.get("budget") != b:
+        if results.get("rows"):
+            print(f"note: {args.out} holds another budget ({results.get('budget')}); starting a new table",
+                  file=sys.stderr)
+        results = {"budget": b, "rows": {}}
+    results.update({"backbone": {"name": BACKBONE, "kwargs": BACKBONE_KWARGS, "input_size": list(INPUT)},
+                    "environment": environment(), "command": " ".join(shlex.quote(a) for a in sys.argv)})
+    run_root = args.runs / budget_name(b)
+    todo = [r for r in args.row_names if args.force or r not in results["rows"]]
+    source = None
+    if any(r != "oracle" for r in todo):
+        print("source model: training on the labelled source data ...", flush=True)
+        source = train_source(args, run_root)
+    for row in args.row_names:
+        if row not in todo:
+            print(f"{row}: done (in {args.out}), skipped")
+            continue
+        print(f"{row}: ...", flush=True)
+        if row == "source_only":
+            training = source
+        elif row in SFDA_ROWS:
+            training = train_sfda(row, args, run_root, source["checkpoint"])
+        elif row == "oracle":
+            training = oracle(args, run_root)
+        else:
+            record = run_scai_row(row, args, Path(source["checkpoint"]))
+            training = {"checkpoint": record.get("checkpoint"), "train_seconds": record.get("train_seconds")}
+        metrics = score(training["checkpoint"], args) if row not in SCAI_ROWS else record
+        results["rows"][row] = {"label": ROWS[row], **metrics, "checkpoint": training["checkpoint"],
+                                "train_seconds": training.get("train_seconds"),
+                                "final_train_epoch": training.get("final_epoch"),
+                                "method_options": SFDA_ROWS[row][1] if row in SFDA_ROWS else None,
+                                "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                                "load_average_1_5_15_min": load_average()}
+        write(results, args.out)  # after every row: an interrupted run keeps what it finished
+        r = results["rows"][row]
+        print(f"{row}: PCK@0.05 box {r['pck@0.05_box']:.3f}, PCK@0.2 torso {r['pck@0.2_torso']:.3f}", flush=True)
+    write(results, args.out)
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
