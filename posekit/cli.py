@@ -72,8 +72,16 @@ def cmd_train(args) -> int:
 # -- eval / predict ------------------------------------------------------------------------------
 def load_predictor(args):
     from posekit.inference.predictor import Predictor
-    return Predictor.load(args.checkpoint, backend=args.backend, flip_test=not args.no_flip,
-                          batch_size=args.batch_size, **({"decode": args.decode} if args.decode else {}))
+    predictor = Predictor.load(args.checkpoint, backend=args.backend, flip_test=not args.no_flip,
+                               batch_size=args.batch_size, **({"decode": args.decode} if args.decode else {}))
+    scai, tta = getattr(args, "scai", None), getattr(args, "tta", None)
+    if tta and not scai:
+        raise ValueError(f"--tta {tta} needs --scai CKPT (SCAI networks: posekit adapt --method scai)")
+    if scai:  # SCAI corrects the distal joints; with --tta scai it also trains its correction net on the test images
+        from posekit.methods.scai import SCAICorrector
+        return SCAICorrector.wrap(predictor, scai, mode="tta" if tta == "scai" else "correct",
+                                  tta_steps=getattr(args, "tta_steps", None), tta_lr=getattr(args, "tta_lr", None))
+    return predictor
 
 
 def cmd_eval(args) -> int:
@@ -212,6 +220,38 @@ def cmd_robustness(args) -> int:
     return 0
 
 
+# -- adapt ---------------------------------------------------------------------------------------
+#: defaults of `posekit adapt --method sfda` (the flags default to None so other methods see what was given)
+ADAPT_SFDA_DEFAULTS = {"epochs": 5, "batch_size": 32, "lr": 1e-4, "seed": 0}
+
+
+def cmd_adapt(args) -> int:
+    """Adapt a trained model to unlabelled target data: sfda here, scai in posekit.methods.scai.adapt_cli."""
+    if args.method == "scai":
+        import importlib
+        try:
+            scai = importlib.import_module("posekit.methods.scai")
+        except ImportError as err:
+            raise SystemExit(f"posekit adapt --method scai: the SCAI method (posekit.methods.scai) is not "
+                             f"available: {err}") from None
+        if not hasattr(scai, "adapt_cli"):
+            raise SystemExit("posekit adapt --method scai: posekit.methods.scai has no adapt_cli(args)")
+        return scai.adapt_cli(args)
+    from posekit.engine.adapt import adapt_config, run_adapt
+    if args.scai_kwargs:
+        raise SystemExit("posekit adapt: --scai-kwargs is for --method scai")
+    method_kwargs = json.loads(args.method_kwargs) if args.method_kwargs else {}
+    if not isinstance(method_kwargs, dict):
+        raise SystemExit(f"posekit adapt: --method-kwargs must be a JSON object, got {method_kwargs!r}")
+    options = {k: (v if getattr(args, k) is None else getattr(args, k)) for k, v in ADAPT_SFDA_DEFAULTS.items()}
+    cfg = adapt_config(args.source, args.target, args.out, method="sfda", val=args.val, workers=args.workers,
+                       max_iters_per_epoch=args.max_iters, progress=not args.no_progress, method_kwargs=method_kwargs,
+                       alpha=args.alpha, beta=args.beta, gamma=args.gamma, ema=args.ema, tau=args.tau, **options)
+    result = run_adapt(cfg, resume=args.resume)
+    print(json.dumps(result, indent=2, default=float))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="posekit", description="Fast, robust and adaptable 2D human pose estimation.",
                                 epilog="Data specs: coco:ANN.json | lsp:DIR[@train|@val] | mpii:ANN.json | folder:DIR")
@@ -269,6 +309,13 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--no-flip", action="store_true", help="disable flip test")
         q.add_argument("--decode", choices=["dark", "argmax"], help="override the checkpoint's heatmap decoding")
         q.add_argument("--batch-size", type=int, default=32)
+        q.add_argument("--scai", metavar="CKPT", help="SCAI checkpoint: correct the distal joints "
+                                                      "(posekit.methods.scai; train with posekit adapt --method scai)")
+        q.add_argument("--tta", choices=["scai"], help="test-time training: 'scai' adapts SCAI's correction net "
+                                                       "on the test images (needs --scai)")
+        q.add_argument("--tta-steps", type=int, help="test-time training steps per batch (default: the SCAI "
+                                                     "checkpoint's)")
+        q.add_argument("--tta-lr", type=float, help="test-time training learning rate (default: the SCAI checkpoint's)")
 
     e = sub.add_parser("eval", help="evaluate a checkpoint (PCK, PCKh, AUC; OKS AP on COCO data)")
     add_predictor_args(e)
@@ -339,6 +386,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="base of the per-image corruption seeds")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_robustness)
+
+    a = sub.add_parser("adapt", help="source-free adaptation of a trained model to unlabelled target data (sfda, scai)")
+    a.add_argument("--method", default="sfda", choices=["sfda", "scai"], help="adaptation method (default sfda)")
+    a.add_argument("--source", required=True, help="source model checkpoint (trained on labelled source data)")
+    a.add_argument("--target", required=True, help="target data spec FORMAT:PATH[@SPLIT]; its labels are withheld")
+    a.add_argument("--out", required=True, help="run folder (model.pt = the adapted inference model, last.pt)")
+    a.add_argument("--val", help="labelled target validation spec (monitoring and best.pt only)")
+    a.add_argument("--epochs", type=int, help="epochs over the target data (sfda default 5)")
+    a.add_argument("--batch-size", type=int, help="sfda default 32")
+    a.add_argument("--lr", type=float, help="learning rate of the target model (sfda default 1e-4)")
+    a.add_argument("--seed", type=int, help="default 0")
+    a.add_argument("--alpha", type=float, help="sfda: weight of the residual loss (0.7)")
+    a.add_argument("--beta", type=float, help="sfda: weight of the consistency loss (0.5)")
+    a.add_argument("--gamma", type=float, help="sfda: weight of information maximisation (0.85)")
+    a.add_argument("--ema", type=float, help="sfda: EMA momentum of the intermediate (inference) model (0.999)")
+    a.add_argument("--tau", type=float, help="sfda: temperature of the residual softmax (1.0)")
+    a.add_argument("--method-kwargs", help='sfda: JSON of further options, e.g. \'{"regressor": "head"}\'')
+    a.add_argument("--scai-kwargs", help="scai: JSON of its options (see posekit.methods.scai)")
+    a.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
+    a.add_argument("--max-iters", type=int, help="cap iterations per epoch (quick runs)")
+    a.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    a.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a.set_defaults(func=cmd_adapt)
     return p
 
 
