@@ -141,8 +141,7 @@ class CorruptedImages:
     """Wraps a :class:`~posekit.inference.predictor.Predictor` so that every image it reads is corrupted.
 
     Duck-types what :func:`~posekit.engine.evaluate.evaluate_samples` uses (``num_keypoints``,
-    ``predict_samples``). Crops are batched across images exactly as ``Predictor.predict_samples`` does,
-    through the predictor's public ``prepare`` / ``predict_crops``.
+    ``predict_samples``): the predictor's own ``predict_samples`` with a reader that corrupts each image.
     """
 
     def __init__(self, predictor, corruption: str, severity: int, seed: int, indices: dict[str, int]):
@@ -161,36 +160,7 @@ class CorruptedImages:
         return corrupt(image, self.corruption, self.severity, image_seed(self.seed, index, self.corruption, self.severity))
 
     def predict_samples(self, samples: Iterable[Sample], on_error=None) -> Iterator[tuple[Sample, np.ndarray]]:
-        from posekit.inference.predictor import merge_views
-        p = self.predictor
-        n_views = 2 if p.flip_test else 1
-        pending: list[tuple[Sample, list]] = []
-
-        def flush():
-            views = [v for _, vs in pending for v in vs]
-            out = p.predict_crops(np.stack([c for c, _, _ in views]), np.stack([m for _, m, _ in views]),
-                                  np.array([f for _, _, f in views]))
-            for (sample, _), keypoints in zip(pending, merge_views(out, n_views)):
-                yield sample, keypoints
-            pending.clear()
-
-        cached_path, cached_image = None, None
-        for sample in samples:
-            try:
-                if sample.image_path != cached_path:  # several people per image: corrupt it once
-                    cached_path, cached_image = sample.image_path, self.read(sample)
-                pending.append((sample, p.prepare(cached_image, sample.box)))
-            except (DataError, ValueError) as err:
-                cached_path = None
-                if on_error is not None:
-                    on_error(sample, err)
-                else:
-                    log.warning("skipped %s: %s", sample.file_name or sample.image_path, err)
-                continue
-            if len(pending) * n_views >= p.batch_size:
-                yield from flush()
-        if pending:
-            yield from flush()
+        return self.predictor.predict_samples(samples, on_error=on_error, read=self.read)
 
 
 def evaluate_condition(predictor, samples: list[Sample], coco_gt, corruption: str | None = None, severity: int = 0,

@@ -139,12 +139,15 @@ class Predictor:
                                            np.array([f for _, _, f in chunk])))
         return merge_views(np.concatenate(outs), 2 if self.flip_test else 1)
 
-    def predict_samples(self, samples: Iterable[Sample], on_error=None) -> Iterator[tuple[Sample, np.ndarray]]:
+    def predict_samples(self, samples: Iterable[Sample], on_error=None,
+                        read=None) -> Iterator[tuple[Sample, np.ndarray]]:
         """Stream (sample, keypoints (K, 3)) over any iterable of samples, batching crops across images.
 
         Images are read one at a time and only a batch of crops is held in memory, so a folder of any size
         streams. An unreadable image is reported (``on_error(sample, error)`` or a warning) and skipped.
+        ``read(sample) -> (H, W, 3) uint8`` replaces the image reader (e.g. to corrupt every image).
         """
+        read = read or (lambda sample: read_image(sample.image_path))
         pending: list[tuple[Sample, list]] = []
         n_views = 2 if self.flip_test else 1
 
@@ -161,7 +164,7 @@ class Predictor:
         for sample in samples:
             try:
                 if sample.image_path != cached_path:  # several people per image: read it once
-                    cached_path, cached_image = sample.image_path, read_image(sample.image_path)
+                    cached_path, cached_image = sample.image_path, read(sample)
                 pending.append((sample, self.prepare(cached_image, sample.box)))
             except (DataError, ValueError) as err:
                 cached_path = None

@@ -520,9 +520,9 @@ class SCAICorrector:
         from posekit.inference.predictor import Predictor
         return Predictor.predict(self, image, boxes)
 
-    def predict_samples(self, samples, on_error=None):
+    def predict_samples(self, samples, on_error=None, read=None):
         from posekit.inference.predictor import Predictor
-        return Predictor.predict_samples(self, samples, on_error=on_error)
+        return Predictor.predict_samples(self, samples, on_error=on_error, read=read)
 
     def predict_crops(self, crops: np.ndarray, matrices: np.ndarray, flipped: np.ndarray) -> np.ndarray:
         """As :meth:`Predictor.predict_crops`, with the distal joints of every crop corrected in the crop's frame."""
