@@ -44,17 +44,12 @@ import argparse
 import datetime
 import hashlib
 import json
-import os
-import platform
 import shlex
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-import torch
+from common import ROOT, environment, load_average, load_results, resolve_spec, train_once, write_results
 
-ROOT = Path(__file__).resolve().parent.parent
 BACKBONE = "simplebaseline_r18"
 BACKBONE_KWARGS = {"width": 0.4, "deconv_channels": 96}
 INPUT = (128, 128)
@@ -125,15 +120,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def resolve_spec(spec: str) -> str:
-    """Make a spec's relative path absolute from the repository root (the script runs from anywhere)."""
-    from posekit.data.formats import parse_spec
-    fmt, path, split = parse_spec(spec)
-    if not Path(path).is_absolute():
-        path = str((ROOT / path).resolve())
-    return f"{fmt}:{path}" + (f"@{split}" if split else "")
-
-
 def budget(args) -> dict:
     source = ({"source_data": args.source_data} if args.source_data else
               {"synth_num": args.synth_num, "synth_style": args.synth_style, "synth_size": args.synth_size,
@@ -164,24 +150,6 @@ def base_config(train: str, out: Path, epochs: int, args, **kw):
                        max_iters_per_epoch=args.max_iters, progress=sys.stderr.isatty(), **kw)
 
 
-def run_training(cfg, run_dir: Path) -> dict:
-    """Train (or finish training) one configuration; returns {checkpoint, train_seconds, final epoch}."""
-    from posekit.engine.trainer import Trainer
-    done = run_dir / "done.json"
-    if done.exists() and (run_dir / "model.pt").exists():
-        return json.loads(done.read_text())
-    start = time.time()
-    trainer = Trainer(cfg, resume=True)
-    resumed_at = trainer.epoch
-    last = trainer.fit()
-    record = {"checkpoint": str(run_dir / "model.pt"), "seconds_this_run": round(time.time() - start, 1),
-              "resumed_at_epoch": resumed_at,
-              "train_seconds": round(sum(r.get("seconds", 0.0) for r in trainer.history), 1),
-              "final_epoch": {k: v for k, v in last.items() if isinstance(v, (int, float))}, "config": cfg.to_dict()}
-    done.write_text(json.dumps(record, indent=2) + "\n")
-    return record
-
-
 def source_spec(args, run_root: Path) -> str:
     """The labelled source data: ``--source-data``, or synthetic people generated once under the runs folder."""
     if args.source_data:
@@ -198,7 +166,7 @@ def source_spec(args, run_root: Path) -> str:
 
 def train_source(args, run_root: Path) -> dict:
     cfg = base_config(source_spec(args, run_root), run_root / "source", args.source_epochs, args)
-    return run_training(cfg, run_root / "source")
+    return train_once(cfg, run_root / "source")
 
 
 def train_sfda(row: str, args, run_root: Path, source_checkpoint: str) -> dict:
@@ -210,7 +178,7 @@ def train_sfda(row: str, args, run_root: Path, source_checkpoint: str) -> dict:
                        max_iters_per_epoch=args.max_iters, progress=sys.stderr.isatty(),
                        method_kwargs={k: v for k, v in options.items() if k not in loss_keys},
                        **{k: v for k, v in options.items() if k in loss_keys})
-    return run_training(cfg, run_root / row)
+    return train_once(cfg, run_root / row)
 
 
 def oracle(args, run_root: Path) -> dict:
@@ -218,7 +186,7 @@ def oracle(args, run_root: Path) -> dict:
         return {"checkpoint": str(args.oracle), "train_seconds": None, "final_epoch": {}, "config": None,
                 "reused": True}
     cfg = base_config(resolve_spec(args.target), run_root / "oracle", args.oracle_epochs, args)
-    return run_training(cfg, run_root / "oracle")
+    return train_once(cfg, run_root / "oracle")
 
 
 def score(checkpoint, args) -> dict:
@@ -227,18 +195,6 @@ def score(checkpoint, args) -> dict:
     from posekit.inference.predictor import Predictor
     metrics = evaluate(Predictor.from_checkpoint(checkpoint, flip_test=True), resolve_spec(args.val))
     return {k: metrics.get(k) for k in ("pck@0.05_box", "pck@0.2_torso", "auc_torso", "pckh@0.5", "n_evaluated")}
-
-
-def load_average():
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def environment() -> dict:
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "platform": platform.platform(), "logical_cpus": os.cpu_count()}
 
 
 def markdown(results: dict) -> str:
@@ -265,14 +221,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(results: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out)
-    out.with_suffix(".md").write_text(markdown(results))
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
@@ -280,12 +228,7 @@ def main(argv=None) -> int:
             print(f"{name:14s} {label}")
         return 0
     b = budget(args)
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if results.get("budget") != b:
-        if results.get("rows"):
-            print(f"note: {args.out} holds another budget ({results.get('budget')}); starting a new table",
-                  file=sys.stderr)
-        results = {"budget": b, "rows": {}}
+    results = load_results(args.out, b)
     results.update({"backbone": {"name": BACKBONE, "kwargs": BACKBONE_KWARGS, "input_size": list(INPUT)},
                     "environment": environment(), "command": " ".join(shlex.quote(a) for a in sys.argv)})
     run_root = args.runs / budget_name(b)
@@ -315,10 +258,11 @@ def main(argv=None) -> int:
                                 "method_options": SFDA_ROWS[row][1] if row in SFDA_ROWS else None,
                                 "date": datetime.datetime.now().isoformat(timespec="seconds"),
                                 "load_average_1_5_15_min": load_average()}
-        write(results, args.out)  # after every row: an interrupted run keeps what it finished
+        # after every row: an interrupted run keeps what it finished
+        write_results(results, args.out, markdown(results))
         r = results["rows"][row]
         print(f"{row}: PCK@0.05 box {r['pck@0.05_box']:.3f}, PCK@0.2 torso {r['pck@0.2_torso']:.3f}", flush=True)
-    write(results, args.out)
+    write_results(results, args.out, markdown(results))
     print(markdown(results))
     return 0
 

@@ -57,17 +57,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import shlex
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, environment, load_average, load_results, median_ms, resolve_spec, train_once, write_results
+
 FLOPS_REQUIREMENT = 0.20  # a student may use at most this fraction of the teacher's FLOPs
 
 #: row name -> (training, label, evaluate the re-parameterised deploy form)
@@ -130,15 +127,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def resolve_spec(spec: str) -> str:
-    """Make a spec's relative path absolute from the repository root (the script runs from anywhere)."""
-    from posekit.data.formats import parse_spec
-    fmt, path, split = parse_spec(spec)
-    if not Path(path).is_absolute():
-        path = str((ROOT / path).resolve())
-    return f"{fmt}:{path}" + (f"@{split}" if split else "")
-
-
 def budget(args) -> dict:
     """Everything that makes two tables comparable; a different budget starts a new table."""
     teacher = ({"checkpoint": str(args.teacher.resolve())} if args.teacher else
@@ -186,23 +174,9 @@ def train_config(name: str, args, run_dir: Path, teacher_ckpt: str | None):
 
 
 def train(name: str, args, run_dir: Path, teacher_ckpt: str | None = None) -> dict:
-    """Train (or finish training) one configuration; returns {checkpoint, seconds, final training log}."""
-    from posekit.engine.trainer import Trainer
-    done = run_dir / "done.json"
-    if done.exists() and (run_dir / "model.pt").exists():
-        return json.loads(done.read_text())
-    cfg = train_config(name, args, run_dir, teacher_ckpt)
-    start = time.time()
-    trainer = Trainer(cfg, resume=True)
-    resumed_at = trainer.epoch
-    last = trainer.fit()
-    record = {"checkpoint": str(run_dir / "model.pt"), "seconds_this_run": round(time.time() - start, 1),
-              "resumed_at_epoch": resumed_at,
-              "train_seconds": round(sum(r.get("seconds", 0.0) for r in trainer.history), 1),
-              "final_epoch": {k: v for k, v in last.items() if isinstance(v, (int, float))},
-              "config": cfg.to_dict()}
-    done.write_text(json.dumps(record, indent=2) + "\n")
-    return record
+    """Train (or finish training) one configuration; returns its ``done.json`` record (checkpoint, seconds, final
+    training log, config)."""
+    return train_once(train_config(name, args, run_dir, teacher_ckpt), run_dir)
 
 
 def teacher_training(args, run_root: Path) -> dict:
@@ -218,17 +192,6 @@ def teacher_training(args, run_root: Path) -> dict:
 
 
 # -- measurement -----------------------------------------------------------------------------------
-def median_ms(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return round(float(np.median(times)) * 1e3, 3)
-
-
 def network_latency(model: torch.nn.Module, input_size, repeats: int, threads: int) -> float:
     """Median ms of the network alone on one (1, 3, H, W) crop, ``threads`` torch threads, channels_last."""
     w, h = input_size
@@ -291,18 +254,6 @@ def flops_check(results: dict) -> list[str]:
     return lines
 
 
-def load_average():
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def environment() -> dict:
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "platform": platform.platform(), "logical_cpus": os.cpu_count()}
-
-
 def markdown(results: dict) -> str:
     b = results["budget"]
     teacher = b["teacher"]
@@ -333,14 +284,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(results: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out)
-    out.with_suffix(".md").write_text(markdown(results))
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
@@ -348,11 +291,7 @@ def main(argv=None) -> int:
             print(f"{name:24s} {label}  (training {training}{', re-parameterised' if deploy else ''})")
         return 0
     b = budget(args)
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if results.get("budget") != b:
-        if results.get("rows"):
-            print(f"note: {args.out} holds another budget; starting a new table", file=sys.stderr)
-        results = {"budget": b, "rows": {}}
+    results = load_results(args.out, b)
     results.update({"environment": environment(), "latency_threads": args.threads,
                     "command": " ".join(shlex.quote(a) for a in (sys.argv if argv is None else
                                                                   ["benchmarks/fpd.py", *argv]))})
@@ -375,7 +314,8 @@ def main(argv=None) -> int:
         results["rows"][row] = evaluate_row(row, training, args)
         results["rows"][row]["date"] = datetime.datetime.now().isoformat(timespec="seconds")
         flops_check(results)
-        write(results, args.out)  # after every row: an interrupted run keeps what it finished
+        # after every row: an interrupted run keeps what it finished
+        write_results(results, args.out, markdown(results))
         r = results["rows"][row]
         print(f"{row}: PCK@0.2 torso {r['pck@0.2_torso']:.3f}, PCK@0.05 box {r['pck@0.05_box']:.3f}, "
               f"AUC {r['auc_torso']:.3f}, {r['params'] / 1e6:.2f} M params, {r['flops'] / 1e9:.3f} GFLOPs, "
@@ -385,7 +325,7 @@ def main(argv=None) -> int:
             print(f"{name}: done (in {args.out}), skipped")
     for line in flops_check(results):
         print(line)
-    write(results, args.out)
+    write_results(results, args.out, markdown(results))
     print(markdown(results))
     return 0
 

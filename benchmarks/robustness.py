@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common import ROOT, write_results
 from posekit.data.corruptions import CORRUPTIONS
 from posekit.engine import robustness as rb
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "robustness.json"
 ROWS = ("standard", "aid", "advmix", "advmix_noteacher")
 METRIC = "pck@0.2_torso"
@@ -181,12 +181,9 @@ def markdown(results: dict) -> str:
 
 
 def save(results: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The json (with the table in ``results["markdown"]``) and the titled ``.md`` next to it."""
     results["markdown"] = markdown(results)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    tmp.replace(path)
-    path.with_suffix(".md").write_text("# Corruption robustness on LSPET\n\n" + results["markdown"])
+    write_results(results, path, "# Corruption robustness on LSPET\n\n" + results["markdown"])
 
 
 def main(argv=None) -> int:

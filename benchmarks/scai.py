@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common import ROOT, write_results
 from posekit.engine import robustness as rb
 from posekit.methods import scai
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "scai.json"
 CORRUPTIONS = "gaussian_noise,motion_blur,fog,contrast,jpeg_compression"
 METRICS = ("pck@0.2_torso", "pck@0.05_box", "distal_pck@0.2_torso", "distal_pck@0.05_box", "auc_torso")
@@ -140,12 +140,9 @@ def markdown(results: dict) -> str:
 
 
 def save(results: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The json (with the table in ``results["markdown"]``) and the titled ``.md`` next to it."""
     results["markdown"] = markdown(results)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2, default=float) + "\n")
-    tmp.replace(path)
-    path.with_suffix(".md").write_text("# SCAI on LSPET (clean and corrupted)\n\n" + results["markdown"])
+    write_results(results, path, "# SCAI on LSPET (clean and corrupted)\n\n" + results["markdown"])
 
 
 def main(argv=None) -> int:

@@ -43,17 +43,15 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, environment, load_average, load_results, median_ms, resolve_spec, train_once, write_results
+
 BACKBONE = "simplebaseline_r18"
 BACKBONE_KWARGS = {"width": 0.4, "deconv_channels": 96}
 INPUT = 128
@@ -112,15 +110,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def resolve_spec(spec: str) -> str:
-    """Make a spec's relative path absolute from the repository root (the script runs from anywhere)."""
-    from posekit.data.formats import parse_spec
-    fmt, path, split = parse_spec(spec)
-    if not Path(path).is_absolute():
-        path = str((ROOT / path).resolve())
-    return f"{fmt}:{path}" + (f"@{split}" if split else "")
-
-
 def budget(args) -> dict:
     return {"epochs": args.epochs, "max_iters_per_epoch": args.max_iters, "batch_size": args.batch_size,
             "train": args.train, "val": args.val}
@@ -143,34 +132,9 @@ def train_config(name: str, args, run_dir: Path):
 
 
 def train(name: str, args, run_dir: Path) -> dict:
-    """Train (or finish training) one configuration; returns {checkpoint, seconds, final training log}."""
-    from posekit.engine.trainer import Trainer
-    done = run_dir / "done.json"
-    if done.exists() and (run_dir / "model.pt").exists():
-        return json.loads(done.read_text())
-    cfg = train_config(name, args, run_dir)
-    start = time.time()
-    trainer = Trainer(cfg, resume=True)
-    resumed_at = trainer.epoch
-    last = trainer.fit()
-    record = {"checkpoint": str(run_dir / "model.pt"), "seconds_this_run": round(time.time() - start, 1),
-              "resumed_at_epoch": resumed_at, "train_seconds": round(sum(r.get("seconds", 0.0) for r in trainer.history), 1),
-              "final_epoch": {k: v for k, v in last.items() if isinstance(v, (int, float))},
-              "config": cfg.to_dict()}
-    done.write_text(json.dumps(record, indent=2) + "\n")
-    return record
-
-
-def time_calls(fn, repeats: int, warmup: int = 3) -> float:
-    """Median milliseconds of ``repeats`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return round(float(np.median(times)) * 1e3, 3)
+    """Train (or finish training) one configuration; returns its ``done.json`` record (checkpoint, seconds, final
+    training log, config)."""
+    return train_once(train_config(name, args, run_dir), run_dir)
 
 
 def latency(predictor, repeats: int) -> dict:
@@ -187,8 +151,8 @@ def latency(predictor, repeats: int) -> dict:
         with torch.inference_mode():
             predictor.model(crop)
 
-    return {"network_ms": time_calls(network, repeats),
-            "end_to_end_flip_ms": time_calls(lambda: predictor.predict(image, box[None]), repeats)}
+    return {"network_ms": median_ms(network, repeats),
+            "end_to_end_flip_ms": median_ms(lambda: predictor.predict(image, box[None]), repeats)}
 
 
 def evaluate_row(row: str, training: dict, args) -> dict:
@@ -218,18 +182,6 @@ def evaluate_row(row: str, training: dict, args) -> dict:
             "latency_threads": args.threads, "load_average_1_5_15_min": load_average()}
 
 
-def load_average():
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def environment() -> dict:
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "platform": platform.platform(), "logical_cpus": os.cpu_count()}
-
-
 def markdown(results: dict) -> str:
     b = results["budget"]
     lines = [f"# Target representations and training tricks on LSPET ({BACKBONE} {json.dumps(BACKBONE_KWARGS)})",
@@ -251,14 +203,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(results: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, out)
-    out.with_suffix(".md").write_text(markdown(results))
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
@@ -266,12 +210,7 @@ def main(argv=None) -> int:
             print(f"{name:26s} {label}  (training {training}: {json.dumps(TRAININGS[training])})")
         return 0
     b = budget(args)
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if results.get("budget") != b:
-        if results.get("rows"):
-            print(f"note: {args.out} holds another budget ({results.get('budget')}); starting a new table",
-                  file=sys.stderr)
-        results = {"budget": b, "rows": {}}
+    results = load_results(args.out, b)
     results.update({"backbone": {"name": BACKBONE, "kwargs": BACKBONE_KWARGS}, "environment": environment(),
                     "command": " ".join(shlex.quote(a) for a in sys.argv)})
     run_root = args.runs / budget_name(b)
@@ -284,11 +223,12 @@ def main(argv=None) -> int:
         training = train(training_name, args, run_root / training_name)
         results["rows"][row] = evaluate_row(row, training, args)
         results["rows"][row]["date"] = datetime.datetime.now().isoformat(timespec="seconds")
-        write(results, args.out)  # after every row: an interrupted run keeps what it finished
+        # after every row: an interrupted run keeps what it finished
+        write_results(results, args.out, markdown(results))
         r = results["rows"][row]
         print(f"{row}: PCK@0.2 torso {r['pck@0.2_torso']:.3f}, PCK@0.05 box {r['pck@0.05_box']:.3f}, "
               f"AUC {r['auc_torso']:.3f}, {r['network_ms']:.1f} ms", flush=True)
-    write(results, args.out)
+    write_results(results, args.out, markdown(results))
     print(markdown(results))
     return 0
 

@@ -221,7 +221,9 @@ class Trainer:
         self.head_loss = build_head_loss(cfg.head, self.codec, cfg.loss, limbs=limbs).to(self.device)
         if cfg.init:
             self.load_init(cfg.init)
-        if cfg.channels_last:
+        # Some models' backward crashes in channels_last on torch's CPU kernels (RepVGG's train form on 2.13).
+        self.channels_last = cfg.channels_last and getattr(self.model, "channels_last_training", True)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.method = build_method(cfg.method, self.model, **cfg.method_kwargs, device=self.device, trainer=self)
         if (cfg.head != "heatmap" or cfg.loss) and getattr(self.method, "head_loss", None) is not self.head_loss:
@@ -362,7 +364,7 @@ class Trainer:
             bad = batch["index"][batch["ok"] == 0].tolist()
             self.bad_images.update(self.train_samples[i].image_path for i in bad)
             batch = {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-            if cfg.channels_last:
+            if self.channels_last:
                 batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
             for group in self.optimizer.param_groups:
                 group["lr"] = cfg.lr * lr_factor(self.step, self.total_steps, cfg.warmup_iters, cfg.final_lr_ratio)

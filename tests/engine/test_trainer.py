@@ -76,3 +76,11 @@ def test_unwritable_output_fails_before_training(tmp_path, tiny_data):
     blocker.write_text("x")
     with pytest.raises(PermissionError, match="not writable"):
         Trainer(config(tmp_path, tiny_data, out=str(blocker / "run")))
+
+
+def test_models_that_opt_out_of_channels_last_train_in_the_default_format(tmp_path, tiny_data):
+    trainer = Trainer(config(tmp_path, tiny_data, val=None, model="repvgg_lite", epochs=1, max_iters_per_epoch=2,
+                             model_kwargs={"widths": [8, 8, 16, 16, 32], "deconv_channels": 16}))
+    assert trainer.channels_last is False
+    trainer.fit()
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())

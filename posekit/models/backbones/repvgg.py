@@ -88,6 +88,8 @@ class RepVGGPose(SingleStageModel):
     """RepVGG trunk (stride 32) + deconv upsampler + 1x1 heatmap head. H and W must be multiples of 32."""
 
     input_multiple = 32
+    #: backward of the train form in channels_last corrupts the heap on torch 2.13's CPU kernels
+    channels_last_training = False
     min_input_size = 32
 
     def __init__(self, num_keypoints: int = 17, widths: Sequence[int] = (48, 48, 96, 192, 1280),
