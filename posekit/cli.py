@@ -36,7 +36,7 @@ def train_config_from_args(args):
     base = json.loads(Path(args.config).read_text()) if args.config else {}
     overrides = {"train": args.data, "val": args.val, "out": args.out, "model": args.model, "input_size": args.input_size,
                  "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                 "workers": args.workers, "device": args.device, "amp": args.amp, "method": args.method,
+                 "workers": args.workers, "threads": args.threads, "device": args.device, "amp": args.amp, "method": args.method,
                  "init": args.init, "nan_policy": args.nan_policy, "sigma": args.sigma,
                  "max_iters_per_epoch": args.max_iters, "progress": not args.no_progress,
                  "skip_invalid": args.skip_invalid, "head": args.head}
@@ -289,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
                                   '"bone_weight": 0.5, "awl": true}\' (posekit.losses.build_head_loss)')
     t.add_argument("--seed", type=int)
     t.add_argument("--workers", type=int, help="data-loading worker processes")
+    t.add_argument("--threads", type=int, help="torch threads for the training process (default: all cores)")
     t.add_argument("--device", help="cpu | cuda")
     t.add_argument("--amp", action="store_true", default=None, help="mixed precision (CUDA only)")
     t.add_argument("--method", help="training method: supervised | fpd | okdhp | advmix ...")

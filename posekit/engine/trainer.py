@@ -72,6 +72,7 @@ class TrainConfig:
     warmup_iters: int = 200
     final_lr_ratio: float = 0.01
     workers: int = 2
+    threads: int | None = None                   # torch intra-op threads (None: torch's default, all cores)
     seed: int = 0
     device: str = "cpu"
     amp: bool = False
@@ -207,6 +208,10 @@ class Trainer:
         self.device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{self.rank % max(1, torch.cuda.device_count())}")
         self.out = check_writable(cfg.out) if self.is_main else Path(cfg.out)
         seed_everything(cfg.seed)
+        if cfg.threads:
+            # Fewer threads than cores keeps training fast when other processes share the CPU: oversubscribed
+            # intra-op threads slow a 2-core run several-fold.
+            torch.set_num_threads(cfg.threads)
 
         self.train_samples = load_samples(cfg.train, skip_invalid=cfg.skip_invalid)
         if not self.train_samples:

@@ -84,3 +84,12 @@ def test_models_that_opt_out_of_channels_last_train_in_the_default_format(tmp_pa
     assert trainer.channels_last is False
     trainer.fit()
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_threads_option_sets_torch_threads(tmp_path, tiny_data):
+    before = torch.get_num_threads()
+    try:
+        Trainer(config(tmp_path, tiny_data, val=None, threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
