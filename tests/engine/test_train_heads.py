@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from posekit.codecs import HeatmapCodec, IntegralCodec, RegressionCodec
-from posekit.data.synth import generate_dataset
 from posekit.engine.checkpoint import load_checkpoint
 from posekit.engine.trainer import Trainer, TrainConfig
 from posekit.inference.predictor import Predictor
@@ -15,12 +14,6 @@ from posekit.losses import AutomaticWeightedLoss, RLELoss
 from posekit.models.base import CoordinateModel
 
 SMALL = {"width": 0.25, "deconv_channels": 32}
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    return generate_dataset(root, 24, style="flat", skeleton="lsp", seed=1, size=(96, 96))
 
 
 def config(tmp_path, ann, **kw):

@@ -4,15 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from posekit.data.synth import generate_dataset
 from posekit.engine.checkpoint import load_checkpoint
 from posekit.engine.trainer import Trainer, TrainConfig, epoch_indices, lr_factor
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    return generate_dataset(root, 24, style="flat", skeleton="lsp", seed=1, size=(96, 96))
 
 
 def config(tmp_path, ann, **kw):

@@ -4,17 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from posekit.data.synth import generate_dataset
 from posekit.engine.trainer import Trainer, TrainConfig
 from posekit.methods import build_method
 from posekit.methods.advmix import AdvMix, MixingUNet, augment_copy, from_uint8, mix, to_uint8
 from posekit.models import build_model
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    return generate_dataset(root, 24, style="flat", skeleton="lsp", seed=1, size=(96, 96))
 
 
 def config(out, ann, **kw):

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from posekit.cli import main as cli_main
-from posekit.data.synth import generate_dataset
 from posekit.engine.checkpoint import load_checkpoint
 from posekit.engine.trainer import Trainer, TrainConfig
 from posekit.inference.predictor import Predictor
@@ -19,12 +18,6 @@ from posekit.methods.okdhp import (OKDHP, FeatureAggregationUnit, aggregate, pix
 from posekit.models import build_model
 
 STUDENT_KWARGS = {"width": 0.25, "deconv_channels": 32}
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synth")
-    return generate_dataset(root, 24, style="flat", skeleton="lsp", seed=1, size=(96, 96))
 
 
 def config(out, ann, **kw):
