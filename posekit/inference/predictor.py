@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from posekit.codecs import build_codec
+from posekit.codecs import HeatmapCodec, build_codec
 from posekit.data.io import read_image
 from posekit.data.sample import DataError, Sample
 from posekit.data.transforms import (affine_points, box_to_center_scale, crop_matrix, invert_affine,
@@ -106,7 +106,11 @@ class Predictor:
         crops: (N, 3, H, W); matrices: (N, 2, 3) image -> crop; flipped: (N,) bool.
         Returns (N, K, 3): x, y in image pixels and a confidence score.
         """
-        coords, scores = self.codec.decode(self.run_network(crops))
+        outputs = self.run_network(crops)
+        if self.flip_test and isinstance(self.codec, HeatmapCodec) and flipped.any():
+            outputs, matrices, flipped = fuse_flipped_heatmaps(outputs, matrices, flipped, self.flip_index,
+                                                               self.codec)
+        coords, scores = self.codec.decode(outputs)
         out = np.empty((len(crops), coords.shape[1], 3), np.float32)
         for i in range(len(crops)):
             xy, s = coords[i], scores[i]
@@ -177,6 +181,35 @@ class Predictor:
                 yield from flush()
         if pending:
             yield from flush()
+
+
+def fuse_flipped_heatmaps(heatmaps: np.ndarray, matrices: np.ndarray, flipped: np.ndarray, flip_index,
+                          codec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flip test on heatmaps: average each original view's maps with its mirrored view's maps mirrored back.
+
+    heatmaps: (N, K, h, w) with views in (original, mirrored) pairs as :meth:`Predictor.prepare` makes them;
+    matrices (N, 2, 3); flipped (N,) bool. Returns the fused maps for both views of a pair (decoded in the
+    original view's frame), with the original's matrix and ``flipped`` all False, so the pair's two decodes
+    agree. Mirroring the array is exact only for unbiased (UDP) heatmaps; with ``x / stride`` maps the mirror
+    of heatmap column x lands at ``w - w / W - x``, so the mirrored-back maps are shifted by ``1 - w / W``
+    (0.75 px at stride 4) with linear interpolation.
+    """
+    heatmaps, matrices, flipped = heatmaps.copy(), matrices.copy(), flipped.copy()
+    originals = np.flatnonzero(~flipped[:-1] & flipped[1:])
+    if originals.size == 0:
+        return heatmaps, matrices, flipped
+    mirrored = heatmaps[originals + 1][:, np.asarray(flip_index)][..., ::-1]
+    shift = 0.0 if codec.unbiased else 1.0 - codec.heatmap_size[0] / codec.input_size[0]
+    if shift:
+        moved = np.empty_like(mirrored)
+        moved[..., 1:] = (1 - shift) * mirrored[..., 1:] + shift * mirrored[..., :-1]
+        moved[..., 0] = (1 - shift) * mirrored[..., 0]
+        mirrored = moved
+    fused = 0.5 * (heatmaps[originals] + mirrored)
+    heatmaps[originals] = heatmaps[originals + 1] = fused
+    matrices[originals + 1] = matrices[originals]
+    flipped[originals + 1] = False
+    return heatmaps, matrices, flipped
 
 
 def merge_views(outputs: np.ndarray, n_views: int) -> np.ndarray:

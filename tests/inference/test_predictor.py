@@ -62,3 +62,29 @@ def test_unreadable_images_are_reported_and_skipped(tmp_path):
     errors = []
     out = list(Predictor(DotFinder(), config(), flip_test=False).predict_samples(samples, on_error=lambda s, e: errors.append(s)))
     assert [s.image_path for s, _ in out] == [str(good)] and [s.image_path for s in errors] == [str(bad)]
+
+
+def test_flip_fusion_mirrors_back_swaps_joints_and_shifts_by_three_quarters():
+    from posekit.codecs import HeatmapCodec
+    from posekit.inference.predictor import fuse_flipped_heatmaps
+    codec = HeatmapCodec(input_size=(128, 128))            # x / 4 heatmaps: mirror shift 1 - 32/128 = 0.75
+    maps = np.zeros((2, 2, 32, 32), np.float32)
+    maps[0, 0, 5, 10] = 1.0                                # original view, joint 0 at column 10
+    maps[1, 1, 5, 21] = 1.0                                # mirrored view sees it as joint 1 at column 31 - 10
+    matrices = np.stack([np.eye(2, 3), 2 * np.eye(2, 3)])
+    fused, mats, flipped = fuse_flipped_heatmaps(maps, matrices, np.array([False, True]), [1, 0], codec)
+    assert fused[0, 0, 5, 10] == pytest.approx(0.5 * (1 + 0.25)) and fused[0, 0, 5, 11] == pytest.approx(0.5 * 0.75)
+    assert fused[0, 1].sum() == 0 and np.array_equal(fused[0], fused[1])
+    assert not flipped.any() and np.array_equal(mats[1], matrices[0])
+
+
+def test_flip_fusion_is_an_exact_mirror_for_unbiased_heatmaps():
+    from posekit.codecs import HeatmapCodec
+    from posekit.inference.predictor import fuse_flipped_heatmaps
+    rng = np.random.default_rng(0)
+    original = rng.random((1, 3, 8, 8)).astype(np.float32)
+    mirrored = original[:, [0, 2, 1]][..., ::-1]
+    fused, _, _ = fuse_flipped_heatmaps(np.concatenate([original, mirrored]), np.zeros((2, 2, 3)),
+                                        np.array([False, True]), [0, 2, 1],
+                                        HeatmapCodec(input_size=(32, 32), unbiased=True))
+    np.testing.assert_allclose(fused[0], original[0], rtol=1e-6)
