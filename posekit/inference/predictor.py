@@ -106,13 +106,22 @@ class Predictor:
         crops: (N, 3, H, W); matrices: (N, 2, 3) image -> crop; flipped: (N,) bool.
         Returns (N, K, 3): x, y in image pixels and a confidence score.
         """
-        outputs = self.run_network(crops)
+        return self.decode_views(self.run_network(crops), matrices, flipped)
+
+    def decode_views(self, outputs: np.ndarray, matrices: np.ndarray, flipped: np.ndarray, refine=None) -> np.ndarray:
+        """Network outputs of N views -> (N, K, 3) keypoints in image pixels with scores.
+
+        With flip test, heatmap views are fused in pairs first (:func:`fuse_flipped_heatmaps`).
+        ``refine(outputs, coords, scores) -> coords`` may adjust the decoded crop-frame coordinates (SCAI).
+        """
         if self.flip_test and isinstance(self.codec, HeatmapCodec) and flipped.any():
             outputs, matrices, flipped = fuse_flipped_heatmaps(outputs, matrices, flipped, self.flip_index,
                                                                self.codec)
         coords, scores = self.codec.decode(outputs)
-        out = np.empty((len(crops), coords.shape[1], 3), np.float32)
-        for i in range(len(crops)):
+        if refine is not None:
+            coords = refine(outputs, coords, scores)
+        out = np.empty((len(outputs), coords.shape[1], 3), np.float32)
+        for i in range(len(outputs)):
             xy, s = coords[i], scores[i]
             if flipped[i]:  # the mirrored crop's "left" is the original's "right"
                 xy, s = xy[self.flip_index], s[self.flip_index]

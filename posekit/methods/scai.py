@@ -76,9 +76,9 @@ after, and on top of, a fixed pose network. Our own choices (everything the summ
   error by the pose network's peak score of its proximal joint (default: the plain mean);
 * test-time training: Adam, ``tta_steps`` 1, ``tta_lr`` 1e-4 by default (stored in the checkpoint,
   overridable at inference); it is *online* (C keeps its adapted weights and optimizer from batch to batch,
-  ``reset()`` restores the trained ones) unless ``episodic=True`` (reset before every batch); each crop of
-  the flip test is corrected in its own frame before the two views are averaged; chains are corrected in
-  parallel from the uncorrected estimates.
+  ``reset()`` restores the trained ones) unless ``episodic=True`` (reset before every batch); with flip
+  test the correction runs on the fused heatmaps of the two views (``Predictor.decode_views``); chains are
+  corrected in parallel from the uncorrected estimates.
 
 Use
 ---
@@ -525,21 +525,10 @@ class SCAICorrector:
         return Predictor.predict_samples(self, samples, on_error=on_error, read=read)
 
     def predict_crops(self, crops: np.ndarray, matrices: np.ndarray, flipped: np.ndarray) -> np.ndarray:
-        """As :meth:`Predictor.predict_crops`, with the distal joints of every crop corrected in the crop's frame."""
-        from posekit.data.transforms import affine_points, invert_affine
+        """As :meth:`Predictor.predict_crops`, with the distal joints corrected in the crop's frame."""
         p = self.predictor
-        heatmaps = p.run_network(crops)
-        coords, scores = p.codec.decode(heatmaps)
-        if self.mode != "none":
-            coords = self.correct(heatmaps, coords, scores)
-        out = np.empty((len(crops), coords.shape[1], 3), np.float32)
-        for i in range(len(crops)):
-            xy, s = coords[i], scores[i]
-            if flipped[i]:
-                xy, s = xy[p.flip_index], s[p.flip_index]
-            out[i, :, :2] = affine_points(xy, invert_affine(matrices[i]))
-            out[i, :, 2] = s
-        return out
+        return p.decode_views(p.run_network(crops), matrices, flipped,
+                              refine=None if self.mode == "none" else self.correct)
 
     # -- SCAI ------------------------------------------------------------------------------------------
     def chain_rows(self, heatmaps: np.ndarray, coords: np.ndarray, scores: np.ndarray) -> dict:
