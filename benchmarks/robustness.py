@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, write_results
+from common import ROOT, resolve_spec, write_results
 from posekit.data.corruptions import CORRUPTIONS
 from posekit.engine import robustness as rb
 
@@ -65,14 +65,21 @@ def parse_args(argv=None):
     p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests only)")
     p.add_argument("--runs", default=str(ROOT / "runs" / "robustness_bench"), help="training / evaluation folders")
     p.add_argument("--results", default=str(RESULTS), help="results json (the markdown goes next to it)")
+    p.add_argument("--threads", type=int,
+                   help="torch threads for training and evaluation (default: all cores; 1 lets two jobs share 2 cores)")
+    p.add_argument("--standard-from", type=Path,
+                   help="a finished run folder (config.json + model.pt) to use as the standard row instead of "
+                        "training it again, e.g. benchmarks/tricks.py's heatmap_128 run; refused unless its "
+                        "training config equals this row's")
     return p.parse_args(argv)
 
 
 # -- rows ----------------------------------------------------------------------------------------
 def train_config(args, name: str, run_dir: Path, teacher: Path | None) -> dict:
     base = json.loads((ROOT / "configs" / "lspet_compact.json").read_text())
-    cfg = {**base, **MODEL, "train": args.train, "val": None, "out": str(run_dir), "epochs": args.epochs,
+    cfg = {**base, **MODEL, "train": resolve_spec(args.train), "val": None, "out": str(run_dir), "epochs": args.epochs,
            "batch_size": args.batch_size, "workers": args.workers, "seed": args.seed, "progress": False,
+           "threads": args.threads,
            "max_iters_per_epoch": args.max_iters, "augment": {}, "method": "supervised", "method_kwargs": {}}
     if name == "aid":
         cfg["augment"] = {"aid_prob": args.aid_prob}
@@ -89,6 +96,8 @@ def train_row(args, name: str, run_dir: Path, teacher: Path | None) -> tuple[Pat
     from posekit.engine.checkpoint import load_checkpoint
     from posekit.engine.trainer import Trainer, TrainConfig
     cfg = train_config(args, name, run_dir, teacher)
+    if name == "standard" and args.standard_from:
+        return reuse_run(args.standard_from, cfg), cfg
     final, last = run_dir / "model.pt", run_dir / "last.pt"
     if final.exists() and last.exists() and load_checkpoint(last)["epoch"] >= args.epochs:
         log.info("%s: already trained (%s)", name, final)
@@ -98,6 +107,29 @@ def train_row(args, name: str, run_dir: Path, teacher: Path | None) -> tuple[Pat
     Trainer(TrainConfig.from_dict(cfg), resume=True).fit()
     (run_dir / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
     return final, cfg
+
+
+#: TrainConfig fields that change only speed or bookkeeping, never the trained weights (augmentation and
+#: shuffling derive from (seed, epoch, index), so the worker count does not matter)
+NOT_TRAINING = {"out", "val", "val_every", "workers", "threads", "progress"}
+
+
+def reuse_run(run_dir: Path, cfg: dict) -> Path:
+    """The ``model.pt`` of a finished run whose training config equals ``cfg`` (ignoring NOT_TRAINING fields)."""
+    from posekit.engine.trainer import TrainConfig
+    run_dir = Path(run_dir)
+    final, config = run_dir / "model.pt", run_dir / "config.json"
+    if not final.exists() or not config.exists():
+        raise SystemExit(f"--standard-from {run_dir}: no finished run there (model.pt and config.json needed)")
+    theirs = TrainConfig.from_dict(json.loads(config.read_text())).to_dict()
+    ours = TrainConfig.from_dict(cfg).to_dict()
+    differ = sorted(k for k in set(ours) | set(theirs)
+                    if k not in NOT_TRAINING and json.dumps(ours.get(k)) != json.dumps(theirs.get(k)))
+    if differ:
+        raise SystemExit(f"--standard-from {run_dir}: trained with other settings ({', '.join(differ)}): "
+                         + "; ".join(f"{k}: {theirs.get(k)!r} there, {ours.get(k)!r} here" for k in differ))
+    log.info("standard: reusing %s (same training config)", final)
+    return final
 
 
 def evaluate(args, checkpoint: Path, out: Path) -> dict:
@@ -189,6 +221,9 @@ def save(results: dict, path: Path) -> None:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
@@ -210,7 +245,7 @@ def main(argv=None) -> int:
         done = results["rows"].get(name)
         run_dir = runs / ("seed%d" % args.seed) / name
         if name == "standard":
-            teacher = run_dir / "model.pt"
+            teacher = Path(args.standard_from) / "model.pt" if args.standard_from else run_dir / "model.pt"
         if done and done.get("settings") == settings and (name != "standard" or teacher.exists()):
             log.info("%s: finished with the same settings, skipped", name)
             continue

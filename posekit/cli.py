@@ -106,7 +106,7 @@ def cmd_predict(args) -> int:
     if args.source and Path(args.source).suffix.lower() in VIDEO_EXTENSIONS:
         from posekit.inference.video import predict_video
         records = predict_video(predictor, args.source, smooth=args.smooth, smooth_params=json.loads(args.smooth_params),
-                                draw_path=args.draw)
+                                draw_path=args.draw, box_passes=args.box_passes)
         Path(args.out).write_text(json.dumps(records) + "\n")
         print(f"wrote {len(records)} frames to {args.out}")
         return 0
@@ -334,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--draw", help="folder (images) or .mp4 path (video) for drawn skeletons")
     q.add_argument("--smooth", default="none", choices=["none", "ema", "one-euro"], help="video keypoint smoothing")
     q.add_argument("--smooth-params", default="{}", help='JSON, e.g. \'{"alpha": 0.5}\' or \'{"min_cutoff": 1.0, "beta": 0.01}\'')
+    q.add_argument("--box-passes", type=int, default=1,
+                   help="video: network passes per frame, each from the box of the last pass's keypoints (2 cuts "
+                        "the lag of the box that follows the previous frame; costs one more pass)")
     q.set_defaults(func=cmd_predict)
 
     d = sub.add_parser("demo", help="the main job: synthesise data, train the compact model, evaluate, report")

@@ -76,3 +76,52 @@ def test_demo_writes_its_report(tmp_path):
     assert 0.0 <= report["metrics"]["pck@0.2_torso"] <= 1.0
     for name in ("summary.md", "training_curve.png", "pck_curve.png", "predictions.png"):
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+def write_clip(path, image, shifts, fps=10.0):
+    """An mp4 of ``image`` translated by each (dx, dy) in ``shifts``: one frame per shift."""
+    import cv2
+    h, w = image.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for dx, dy in shifts:
+        moved = cv2.warpAffine(image, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderMode=cv2.BORDER_REPLICATE)
+        writer.write(cv2.cvtColor(moved, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def test_predict_video_smooths_the_raw_track_online(trained, tmp_path):
+    """`posekit predict clip.mp4`: one record per frame, a drawn mp4, and --smooth ema equal to an EMA run
+    over the unsmoothed predictions (the person box follows the raw keypoints, so raw tracks are the same)."""
+    import cv2
+
+    from posekit.data.io import read_image
+    from posekit.inference.smoothing import EMAFilter
+    root, ann = trained
+    image = read_image(next((root / "syn" / "images").iterdir()))
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip, image, [(3 * np.sin(t / 2), 0.0) for t in range(12)])
+    checkpoint = str(root / "run" / "model.pt")
+    raw_out, smooth_out, drawn = tmp_path / "raw.json", tmp_path / "ema.json", tmp_path / "drawn.mp4"
+    assert main(["predict", str(clip), "--checkpoint", checkpoint, "--out", str(raw_out)]) == 0
+    assert main(["predict", str(clip), "--checkpoint", checkpoint, "--out", str(smooth_out), "--draw", str(drawn),
+                 "--smooth", "ema", "--smooth-params", '{"alpha": 0.4}']) == 0
+    raw, smoothed = json.loads(raw_out.read_text()), json.loads(smooth_out.read_text())
+    assert [r["frame"] for r in raw] == [r["frame"] for r in smoothed] == list(range(12))
+    raw_track = np.array([r["keypoints"] for r in raw])
+    assert raw_track.shape == (12, 14, 3)
+    ema = EMAFilter(0.4)
+    expected = np.stack([ema(k.copy()) for k in raw_track])
+    np.testing.assert_allclose(np.array([r["keypoints"] for r in smoothed])[..., :2], expected[..., :2], atol=2e-3)
+    capture = cv2.VideoCapture(str(drawn))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    capture.release()
+
+
+def test_predict_video_that_cannot_be_read_is_a_clean_error(trained, tmp_path, capsys):
+    root, _ = trained
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    assert main(["predict", str(broken), "--checkpoint", str(root / "run" / "model.pt"),
+                 "--out", str(tmp_path / "p.json")]) == 2
+    assert "broken.mp4" in capsys.readouterr().err
+    assert not (tmp_path / "p.json").exists()

@@ -23,8 +23,17 @@ def box_from_keypoints(keypoints: np.ndarray, frame_size: tuple[int, int], min_s
 
 
 def predict_video(predictor, video_path, *, smooth: str = "none", smooth_params: dict | None = None,
-                  draw_path=None) -> list[dict]:
-    """One record per frame: ``{"frame", "time", "keypoints": [[x, y, s], ...], "box"}``; optionally an annotated mp4."""
+                  draw_path=None, box_passes: int = 1) -> list[dict]:
+    """One record per frame: ``{"frame", "time", "keypoints": [[x, y, s], ...], "box"}``; optionally an annotated mp4.
+
+    The person box of a frame is the box of the previous frame's raw keypoints (the whole frame at first or
+    when too few keypoints are confident). box_passes > 1 predicts again from the box of this frame's own
+    keypoints, that many passes in all: a model pulls its keypoints towards the box it is given, so a box
+    one frame late makes the raw track lag the motion (benchmarks/smoothing.py measures it); each pass
+    costs one more network run.
+    """
+    if box_passes < 1:
+        raise ValueError(f"box_passes must be >= 1, got {box_passes}")
     from posekit.inference.draw import draw_pose
     from posekit.skeletons import SKELETONS
 
@@ -49,6 +58,11 @@ def predict_video(predictor, video_path, *, smooth: str = "none", smooth_params:
             if box is None:
                 box = np.array([0, 0, w, h], np.float32)
             raw = predictor.predict(frame, box[None])[0]
+            for _ in range(box_passes - 1):
+                refined = box_from_keypoints(raw, (w, h))
+                if refined is None:
+                    break
+                box, raw = refined, predictor.predict(frame, refined[None])[0]
             previous = raw
             keypoints = filt(raw.copy(), index / fps) if filt is not None else raw
             records.append({"frame": index, "time": round(index / fps, 4), "box": [float(v) for v in box],
