@@ -79,19 +79,6 @@ def score(tracks: list[tuple[np.ndarray, np.ndarray]]) -> dict:
     return table
 
 
-def stop_and_go(T: int, K: int, jitter_px: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Joints that rest, then move about 50 px in 10 frames, every 40 frames (alternating direction)."""
-    steps = np.zeros((T, K, 2))
-    for k in range(K):
-        phase = (np.arange(T) + 13 * k) % 40
-        speed = np.where(phase < 10, 8.0 * np.sin(np.pi * phase / 10), 0.0)
-        direction = np.where((np.arange(T) // 40) % 2, 1.0, -1.0)
-        steps[:, k, 0] = np.cumsum(speed * direction)
-        steps[:, k, 1] = 0.5 * steps[:, k, 0]
-    clean = 200 + steps
-    return clean, clean + rng.normal(0, jitter_px, clean.shape)
-
-
 def path(frames: int) -> np.ndarray:
     """(T, 2) translation in px: a smooth Lissajous path, up to 20 px sideways and 8 px up and down."""
     t = np.arange(frames) / FPS
@@ -167,10 +154,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
-    from posekit.inference.smoothing import synthetic_track
+    from posekit.inference.smoothing import stop_and_go_track, synthetic_track
     rng = np.random.default_rng(args.seed)
     sine = [synthetic_track(300, 14, jitter_px=args.jitter_px, seed=rng) for _ in range(5)]
-    stop = [stop_and_go(240, 14, args.jitter_px, rng) for _ in range(5)]
+    stop = [stop_and_go_track(240, 14, jitter_px=args.jitter_px, seed=rng) for _ in range(5)]
     ways, names = real_clips(args)
     results = {
         "synthetic_sine": {"description": f"5 tracks x 300 frames x 14 joints, Gaussian jitter {args.jitter_px} px "

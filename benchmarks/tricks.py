@@ -14,7 +14,8 @@ Rows (training -> evaluation):
 ==============================  ==========================================================================
 heatmap + argmax                heatmap head, MSE on Gaussians; decoded with argmax + quarter offset
 heatmap + DARK                  the SAME trained model, DARK decoding (only the decoder changes)
-heatmap 96x96 + DARK            heatmap head at 96x96 input (the other resolution)
+heatmap 96x96 + argmax / DARK   heatmap head at 96x96 input (24x24 heatmaps), both decoders
+heatmap 64x64 + argmax / DARK   heatmap head at 64x64 input (16x16 heatmaps), both decoders
 DSNT                            dsnt head: soft-argmax of the maps, Euclidean loss + JS regulariser (w 1)
 L1 regression                   global pool + linear -> normalised (x, y), L1 loss
 RLE                             regression head with sigmas, residual log-likelihood (RealNVP flow)
@@ -60,6 +61,7 @@ INPUT = 128
 TRAININGS = {
     "heatmap_128": {"head": "heatmap"},
     "heatmap_96": {"head": "heatmap", "input_size": (96, 96)},
+    "heatmap_64": {"head": "heatmap", "input_size": (64, 64)},
     "dsnt": {"head": "dsnt", "loss": {"coord": "l2", "js_weight": 1.0, "js_sigma": 1.0}},
     "regression_l1": {"head": "regression", "loss": {"coord": "l1"}},
     "rle": {"head": "rle"},
@@ -73,7 +75,10 @@ TRAININGS = {
 ROWS = {
     "heatmap_argmax": ("heatmap_128", "argmax", "heatmap + argmax"),
     "heatmap_dark": ("heatmap_128", "dark", "heatmap + DARK"),
+    "heatmap_96_argmax": ("heatmap_96", "argmax", "heatmap 96x96 + argmax"),
     "heatmap_96_dark": ("heatmap_96", "dark", "heatmap 96x96 + DARK"),
+    "heatmap_64_argmax": ("heatmap_64", "argmax", "heatmap 64x64 + argmax"),
+    "heatmap_64_dark": ("heatmap_64", "dark", "heatmap 64x64 + DARK"),
     "dsnt": ("dsnt", None, "DSNT (L2 + JS)"),
     "regression_l1": ("regression_l1", None, "L1 regression"),
     "rle": ("rle", None, "RLE"),

@@ -15,7 +15,8 @@ import math
 
 import numpy as np
 
-__all__ = ["NoFilter", "EMAFilter", "OneEuroFilter", "make_filter", "jitter", "lag", "synthetic_track"]
+__all__ = ["NoFilter", "EMAFilter", "OneEuroFilter", "make_filter", "jitter", "lag", "synthetic_track",
+           "stop_and_go_track"]
 
 
 def _as_frame(keypoints) -> np.ndarray:
@@ -262,3 +263,23 @@ def synthetic_track(T: int, K: int, *, jitter_px: float, seed, fps: float = 30.0
     clean = centre + amplitude * np.sin(2 * math.pi * frequency * seconds + phase)
     noisy = clean + rng.normal(0.0, jitter_px, clean.shape)
     return clean, noisy
+
+
+def stop_and_go_track(T: int, K: int, *, jitter_px: float, seed) -> tuple[np.ndarray, np.ndarray]:
+    """Joints that rest, then move about 50 px in 10 frames, every 40 frames in alternating directions (joint k
+    starts 13 k frames later): the motion the One-Euro filter is designed for. Plus i.i.d. N(0, jitter_px²)
+    noise; seed: an int or a ``np.random.Generator``. Returns ``(clean (T, K, 2), noisy (T, K, 2))`` float64.
+    """
+    if T < 1 or K < 1 or jitter_px < 0:
+        raise ValueError(f"need T >= 1, K >= 1, jitter_px >= 0; got T={T}, K={K}, jitter_px={jitter_px}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    frames = np.arange(T)
+    steps = np.zeros((T, K, 2))
+    for k in range(K):
+        phase = (frames + 13 * k) % 40
+        speed = np.where(phase < 10, 8.0 * np.sin(np.pi * phase / 10), 0.0)
+        direction = np.where((frames // 40) % 2, 1.0, -1.0)
+        steps[:, k, 0] = np.cumsum(speed * direction)
+        steps[:, k, 1] = 0.5 * steps[:, k, 0]
+    clean = 200 + steps
+    return clean, clean + rng.normal(0.0, jitter_px, clean.shape)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from posekit.inference.smoothing import (EMAFilter, NoFilter, OneEuroFilter, jitter, lag, make_filter,
-                                         synthetic_track)
+                                         stop_and_go_track, synthetic_track)
 
 
 def run(filt, track, times=None):
@@ -174,18 +174,13 @@ def test_filters_halve_jitter_on_the_synthetic_track(make):
     assert np.linalg.norm(smoothed - clean, axis=-1).mean() < 10.0
 
 
-def stop_and_go(T=240, K=4, seed=0):
-    """Joints that rest, then move ~50 px in 10 frames, repeatedly: the motion One-Euro is designed for."""
-    rng = np.random.default_rng(seed)
-    steps = np.zeros((T, K, 2))
-    for k in range(K):
-        phase = (np.arange(T) + 13 * k) % 40
-        speed = np.where(phase < 10, 8.0 * np.sin(np.pi * phase / 10), 0.0)
-        direction = np.where((np.arange(T) // 40) % 2, 1.0, -1.0)
-        steps[:, k, 0] = np.cumsum(speed * direction)
-        steps[:, k, 1] = 0.5 * steps[:, k, 0]
-    clean = 200 + steps
-    return clean, clean + rng.normal(0, 2.0, clean.shape)
+def test_stop_and_go_track_rests_then_moves_fifty_pixels():
+    clean, noisy = stop_and_go_track(80, 2, jitter_px=1.0, seed=5)
+    np.testing.assert_array_equal(noisy, stop_and_go_track(80, 2, jitter_px=1.0, seed=5)[1])
+    speed = np.abs(np.diff(clean[:, 0, 0]))
+    assert (speed[10:39] == 0).all()                                  # joint 0 rests in frames 10..39
+    assert abs(clean[10, 0, 0] - clean[0, 0, 0]) == pytest.approx(8.0 * sum(np.sin(np.pi * np.arange(10) / 10)))
+    np.testing.assert_allclose(clean[..., 1] - 200, 0.5 * (clean[..., 0] - 200))
 
 
 def ema_with_jitter(target, noisy):
@@ -198,7 +193,7 @@ def ema_with_jitter(target, noisy):
 
 
 def test_one_euro_lags_less_than_an_equally_smooth_ema_on_stop_and_go_motion():
-    clean, noisy = stop_and_go()
+    clean, noisy = stop_and_go_track(240, 4, jitter_px=2.0, seed=0)
     euro = run(OneEuroFilter(min_cutoff=0.5, beta=0.05), noisy)
     ema = run(EMAFilter(ema_with_jitter(jitter(euro), noisy)), noisy)
     assert jitter(ema) == pytest.approx(jitter(euro), rel=0.02)
