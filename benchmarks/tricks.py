@@ -5,7 +5,7 @@ Backbone: ``simplebaseline_r18`` with ``{"width": 0.4, "deconv_channels": 96}`` 
 settings (AdamW, lr 2e-3, batch 32, 200 warm-up iterations, cosine decay, default augmentation, seed 0).
 Every row trains for the same budget, ``--epochs`` (default 10, i.e. 2250 iterations on the 7200 LSPET
 training images) with :class:`posekit.engine.trainer.Trainer` on ``lsp:../shared/datasets/lspet@train``,
-then is evaluated on ``@val`` (800 images, flip test on) with PCK@0.2 (torso), PCK@0.05 (box) and AUC
+then is evaluated on ``@val`` (800 images, flip test on unless a row says otherwise) with PCK@0.2 (torso), PCK@0.05 (box) and AUC
 (PCK@0..0.2 torso), plus latency at batch 1 (network alone, and end to end through the Predictor with
 flip test) with ``--threads`` torch threads.
 
@@ -16,6 +16,9 @@ heatmap + argmax                heatmap head, MSE on Gaussians; decoded with arg
 heatmap + DARK                  the SAME trained model, DARK decoding (only the decoder changes)
 heatmap 96x96 + argmax / DARK   heatmap head at 96x96 input (24x24 heatmaps), both decoders
 heatmap 64x64 + argmax / DARK   heatmap head at 64x64 input (16x16 heatmaps), both decoders
+..., 5-px / 3-px blur           DARK with a smaller blur than DarkPose's 11 px (tuned for 64x48 maps)
+..., no flip test               the 128 and 64 models, both decoders, on the original view only: flip
+                                fusion averages two heatmaps, which itself smooths the peak DARK refines
 DSNT                            dsnt head: soft-argmax of the maps, Euclidean loss + JS regulariser (w 1)
 L1 regression                   global pool + linear -> normalised (x, y), L1 loss
 RLE                             regression head with sigmas, residual log-likelihood (RealNVP flow)
@@ -71,7 +74,8 @@ TRAININGS = {
     "regression_l1_pixels": {"head": "regression", "loss": {"coord": "l1"}, "codec_kwargs": {"normalized": False}},
 }
 
-#: row name -> (training, decode override for heatmap models, label)
+#: row name -> (training, decode override for heatmap models, label); "dark:K" is DARK with a K-pixel blur
+#: (DarkPose's default, 11, was chosen for 64x48 heatmaps; ours are 32x32 and smaller)
 ROWS = {
     "heatmap_argmax": ("heatmap_128", "argmax", "heatmap + argmax"),
     "heatmap_dark": ("heatmap_128", "dark", "heatmap + DARK"),
@@ -79,6 +83,13 @@ ROWS = {
     "heatmap_96_dark": ("heatmap_96", "dark", "heatmap 96x96 + DARK"),
     "heatmap_64_argmax": ("heatmap_64", "argmax", "heatmap 64x64 + argmax"),
     "heatmap_64_dark": ("heatmap_64", "dark", "heatmap 64x64 + DARK"),
+    "heatmap_dark_blur5": ("heatmap_128", "dark:5", "heatmap + DARK, 5-px blur"),
+    "heatmap_96_dark_blur5": ("heatmap_96", "dark:5", "heatmap 96x96 + DARK, 5-px blur"),
+    "heatmap_64_dark_blur3": ("heatmap_64", "dark:3", "heatmap 64x64 + DARK, 3-px blur"),
+    "heatmap_argmax_noflip": ("heatmap_128", "argmax", "heatmap + argmax, no flip test"),
+    "heatmap_dark_noflip": ("heatmap_128", "dark", "heatmap + DARK, no flip test"),
+    "heatmap_64_argmax_noflip": ("heatmap_64", "argmax", "heatmap 64x64 + argmax, no flip test"),
+    "heatmap_64_dark_noflip": ("heatmap_64", "dark", "heatmap 64x64 + DARK, no flip test"),
     "dsnt": ("dsnt", None, "DSNT (L2 + JS)"),
     "regression_l1": ("regression_l1", None, "L1 regression"),
     "rle": ("rle", None, "RLE"),
@@ -166,10 +177,13 @@ def evaluate_row(row: str, training: dict, args) -> dict:
     from posekit.engine.evaluate import evaluate
     from posekit.inference.predictor import Predictor
     _, decode, label = ROWS[row]
+    decode, _, blur = (decode or "").partition(":")
     checkpoint = training["checkpoint"]
     is_heatmap = training["config"]["head"] == "heatmap"
-    predictor = Predictor.from_checkpoint(checkpoint, flip_test=True,
+    predictor = Predictor.from_checkpoint(checkpoint, flip_test=not row.endswith("_noflip"),
                                           **({"decode": decode} if decode and is_heatmap else {}))
+    if blur:
+        predictor.codec.blur_kernel = int(blur)
     metrics = evaluate(predictor, resolve_spec(args.val))
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -181,7 +195,7 @@ def evaluate_row(row: str, training: dict, args) -> dict:
     params = sum(p.numel() for p in predictor.model.parameters())
     return {"label": label, "training": ROWS[row][0], "head": cfg["head"], "loss": cfg["loss"],
             "codec": predictor.codec.to_config(), "input_size": cfg["input_size"],
-            "decode": decode if is_heatmap else None,
+            "decode": decode if is_heatmap else None, "flip_test": predictor.flip_test,
             "pck@0.2_torso": metrics["pck@0.2_torso"], "pck@0.05_box": metrics["pck@0.05_box"],
             "auc_torso": metrics["auc_torso"], "pckh@0.5": metrics.get("pckh@0.5"),
             "n_evaluated": metrics["n_evaluated"], "params": params, **timing,
@@ -195,7 +209,7 @@ def markdown(results: dict) -> str:
              "",
              f"Budget per training: {b['epochs']} epochs"
              + (f" x at most {b['max_iters_per_epoch']} iterations" if b["max_iters_per_epoch"] else "")
-             + f", batch {b['batch_size']}; train `{b['train']}`, evaluated on `{b['val']}` with flip test. "
+             + f", batch {b['batch_size']}; train `{b['train']}`, evaluated on `{b['val']}` with flip test unless the row says otherwise. "
              "Latency at batch 1 (median ms): network alone / one person end to end with flip test.",
              "",
              "| row | head | input | PCK@0.2 torso | PCK@0.05 box | AUC | net ms | e2e ms | params (M) | train min |",
