@@ -1,7 +1,7 @@
 """What the inference-time ingredients buy: flip test and DARK decoding, on one trained checkpoint.
 
-Evaluates the same weights four ways on a val spec (argmax with the quarter-pixel offset vs DARK,
-with and without flip test) and writes ``benchmarks/results/inference_ablation.json`` and ``.md``:
+Evaluates the same weights six ways on a val spec (argmax with the quarter-pixel offset, DARK with
+DarkPose's 11-px blur, DARK with a 5-px blur; each with and without flip test) and writes ``benchmarks/results/inference_ablation.json`` and ``.md``:
 
     python benchmarks/inference_ablation.py --checkpoint zoo/lspet_compact.pt \\
         [--data lsp:../shared/datasets/lspet@val] [--out benchmarks/results/inference_ablation]
@@ -19,12 +19,16 @@ from posekit.engine.evaluate import evaluate_samples
 from posekit.inference.predictor import Predictor
 from posekit.zoo import LSP_SHARED_WITH_BLAZEPOSE
 
-VARIANTS = [("argmax", False), ("argmax", True), ("dark", False), ("dark", True)]
+#: (decoder, flip test); "dark:K" = DARK with a K-pixel Gaussian blur (the codec's default is 11)
+VARIANTS = [("argmax", False), ("argmax", True), ("dark", False), ("dark", True), ("dark:5", False), ("dark:5", True)]
 COLUMNS = ["pck@0.2_torso", "pck@0.2_torso_12", "pck@0.05_box", "auc_torso"]
 
 
 def evaluate_variant(checkpoint, samples, decode: str, flip: bool) -> dict:
+    decode, _, blur = decode.partition(":")
     predictor = Predictor.load(checkpoint, decode=decode, flip_test=flip)
+    if blur:
+        predictor.codec.blur_kernel = int(blur)
     metrics = evaluate_samples(predictor, samples)
     if samples[0].skeleton == "lsp":
         metrics["pck@0.2_torso_12"] = evaluate_samples(predictor, samples,
@@ -37,7 +41,8 @@ def markdown(rows: list[dict], checkpoint: str, data: str) -> str:
              "| decoding | flip test | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for r in rows:
         cells = " | ".join(f"{r['metrics'][c]:.4f}" if c in r["metrics"] else "-" for c in COLUMNS)
-        lines.append(f"| {r['decode']} | {'yes' if r['flip'] else 'no'} | {cells} |")
+        decoder = r["decode"].replace("dark:", "DARK, blur ") if ":" in r["decode"] else r["decode"]
+        lines.append(f"| {decoder} | {'yes' if r['flip'] else 'no'} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
