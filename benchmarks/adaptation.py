@@ -87,7 +87,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val", default="lsp:../shared/datasets/lspet@val", help="evaluation spec")
     p.add_argument("--source-data", help="labelled source spec instead of generating synthetic people")
     p.add_argument("--synth-num", type=int, default=3200, help="synthetic source images")
-    p.add_argument("--synth-style", default="flat", help="synthetic style: flat | textured | mixed")
+    p.add_argument("--synth-style", default="mixed", help="synthetic style: flat | textured | mixed (the demo's)")
     p.add_argument("--synth-size", type=int, default=192, help="synthetic image side (pixels)")
     p.add_argument("--synth-seed", type=int, default=0)
     p.add_argument("--source-epochs", type=int, default=14, help="source training epochs (the demo's budget)")
@@ -99,6 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests)")
     p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
+    p.add_argument("--threads", type=int,
+                   help="torch threads for training (default: all cores; 1 lets two jobs share 2 cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rows", help="comma-separated row names (default: all; see --list)")
     p.add_argument("--list", action="store_true", help="print the row names and exit")
@@ -147,7 +149,7 @@ def base_config(train: str, out: Path, epochs: int, args, **kw):
     return TrainConfig(train=train, val=None, out=str(out), model=BACKBONE, model_kwargs=dict(BACKBONE_KWARGS),
                        input_size=INPUT, sigma=2.0, decode="dark", epochs=epochs, batch_size=args.batch_size, lr=2e-3,
                        weight_decay=1e-4, warmup_iters=200, final_lr_ratio=0.01, workers=args.workers, seed=args.seed,
-                       max_iters_per_epoch=args.max_iters, progress=sys.stderr.isatty(), **kw)
+                       max_iters_per_epoch=args.max_iters, threads=args.threads, progress=sys.stderr.isatty(), **kw)
 
 
 def source_spec(args, run_root: Path) -> str:
@@ -178,6 +180,7 @@ def train_sfda(row: str, args, run_root: Path, source_checkpoint: str) -> dict:
                        max_iters_per_epoch=args.max_iters, progress=sys.stderr.isatty(),
                        method_kwargs={k: v for k, v in options.items() if k not in loss_keys},
                        **{k: v for k, v in options.items() if k in loss_keys})
+    cfg.threads = args.threads
     return train_once(cfg, run_root / row)
 
 
