@@ -25,6 +25,8 @@ RLE                             regression head with sigmas, residual log-likeli
 L1 regression + bone            + bone-length loss on the skeleton's limbs (weight 1)
 L1 regression + bone + AWL      the two terms weighted by learned homoscedastic uncertainty (AWL)
 L1 regression, pixel targets    coordinate normalisation OFF: targets/outputs in input pixels, same loss
+heatmap, pretrained             heatmap + DARK, started from ``--pretrained`` (synthetic pretraining) instead
+                                of random weights; the same 10 LSPET epochs
 ==============================  ==========================================================================
 
 Results go to ``benchmarks/results/tricks.json`` (every number, the budget, the environment) and
@@ -72,6 +74,8 @@ TRAININGS = {
     "regression_l1_bone_awl": {"head": "regression",
                                "loss": {"coord": "l1", "bone_loss": "limbs", "awl": True}},
     "regression_l1_pixels": {"head": "regression", "loss": {"coord": "l1"}, "codec_kwargs": {"normalized": False}},
+    # started from --pretrained (e.g. the synthetic source model of benchmarks/adaptation.py) instead of at random
+    "heatmap_128_pretrained": {"head": "heatmap", "init": "--pretrained"},
 }
 
 #: row name -> (training, decode override for heatmap models, label); "dark:K" is DARK with a K-pixel blur
@@ -92,6 +96,7 @@ ROWS = {
     "heatmap_64_dark_noflip": ("heatmap_64", "dark", "heatmap 64x64 + DARK, no flip test"),
     "dsnt": ("dsnt", None, "DSNT (L2 + JS)"),
     "regression_l1": ("regression_l1", None, "L1 regression"),
+    "heatmap_pretrained": ("heatmap_128_pretrained", "dark", "heatmap + DARK, synthetic pretraining (--pretrained)"),
     "rle": ("rle", None, "RLE"),
     "regression_l1_bone": ("regression_l1_bone", None, "L1 regression + bone (limbs)"),
     "regression_l1_bone_awl": ("regression_l1_bone_awl", None, "L1 regression + bone + AWL"),
@@ -109,6 +114,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="training data spec (relative paths are taken from the repository root)")
     p.add_argument("--val", default="lsp:../shared/datasets/lspet@val", help="evaluation data spec")
     p.add_argument("--rows", help="comma-separated row names (default: all; see --list)")
+    p.add_argument("--pretrained", type=Path,
+                   help="checkpoint the heatmap_pretrained row starts from, e.g. the synthetic source model of "
+                        "benchmarks/adaptation.py (runs/adaptation/<budget>/source/model.pt)")
     p.add_argument("--list", action="store_true", help="print the row names and exit")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the latency measurement")
     p.add_argument("--train-threads", type=int,
@@ -122,6 +130,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.epochs < 1 or args.batch_size < 1 or args.repeats < 1 or args.threads < 1:
         p.error("--epochs, --batch-size, --repeats and --threads must be >= 1")
     args.row_names = list(ROWS) if not args.rows else [r.strip() for r in args.rows.split(",") if r.strip()]
+    if not args.rows and not args.pretrained:
+        args.row_names.remove("heatmap_pretrained")  # needs a checkpoint to start from
     unknown = [r for r in args.row_names if r not in ROWS]
     if unknown:
         p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
@@ -141,6 +151,10 @@ def budget_name(b: dict) -> str:
 def train_config(name: str, args, run_dir: Path):
     from posekit.engine.trainer import TrainConfig
     options = dict(TRAININGS[name])
+    if options.get("init") == "--pretrained":
+        if not args.pretrained:
+            raise SystemExit(f"training {name} needs --pretrained CKPT")
+        options["init"] = str(Path(args.pretrained).resolve())
     input_size = tuple(options.pop("input_size", (INPUT, INPUT)))
     return TrainConfig(train=resolve_spec(args.train), val=None, out=str(run_dir), model=BACKBONE,
                        model_kwargs=dict(BACKBONE_KWARGS), input_size=input_size, sigma=2.0, decode="dark",
