@@ -200,6 +200,19 @@ def score(checkpoint, args) -> dict:
     return {k: metrics.get(k) for k in ("pck@0.05_box", "pck@0.2_torso", "auc_torso", "pckh@0.5", "n_evaluated")}
 
 
+def score_target_model(checkpoint, args) -> dict:
+    """The same metrics for SFDA's target model f_tg, kept in the run's ``last.pt`` (f_in is the one deployed):
+    whether the target branch itself moved, when f_in (its slow EMA) barely did."""
+    from posekit.engine.checkpoint import load_checkpoint
+    from posekit.engine.evaluate import evaluate
+    from posekit.inference.predictor import Predictor
+    last = load_checkpoint(Path(checkpoint).with_name("last.pt"))
+    predictor = Predictor.from_checkpoint(checkpoint, flip_test=True)
+    predictor.model.load_state_dict(last["method"]["target_model"])
+    metrics = evaluate(predictor, resolve_spec(args.val))
+    return {f"target_model_{k}": metrics.get(k) for k in ("pck@0.05_box", "pck@0.2_torso", "auc_torso")}
+
+
 def markdown(results: dict) -> str:
     b = results["budget"]
     source = b.get("source_data") or f"{b['synth_num']} synthetic people ({b['synth_style']}, {b['synth_size']} px)"
@@ -210,15 +223,19 @@ def markdown(results: dict) -> str:
              + (f", options {json.dumps(b['sfda_kwargs'])}" if b["sfda_kwargs"] else "")
              + ". Oracle: " + (f"`{b['oracle']}`" if b["oracle"] else f"trained here, {b['oracle_epochs']} epochs "
                                "with the target labels")
-             + f". Scored on `{b['val']}` with flip test; the SFDA rows use their last epoch's model.", "",
-             "| row | PCK@0.05 box | PCK@0.2 torso | AUC | train min |", "|---|---|---|---|---|"]
+             + f". Scored on `{b['val']}` with flip test; the SFDA rows use their last epoch's model "
+             "(the intermediate model f_in, which SFDA deploys; the f_tg column scores its target model).", "",
+             "| row | PCK@0.05 box | PCK@0.2 torso | AUC | f_tg PCK@0.05 box / PCK@0.2 torso | train min |",
+             "|---|---|---|---|---|---|"]
     for name, label in ROWS.items():
         r = results["rows"].get(name)
         if r is None:
             continue
         minutes = f"{r['train_seconds'] / 60:.1f}" if r.get("train_seconds") is not None else "-"
+        target = (f"{r['target_model_pck@0.05_box']:.3f} / {r['target_model_pck@0.2_torso']:.3f}"
+                  if r.get("target_model_pck@0.2_torso") is not None else "-")
         lines.append(f"| {label} | {r['pck@0.05_box']:.3f} | {r['pck@0.2_torso']:.3f} | {r['auc_torso']:.3f} | "
-                     f"{minutes} |")
+                     f"{target} | {minutes} |")
     if not SCAI_ROWS:
         lines += ["", "SCAI rows: not yet added (see the `SCAI ROWS` slot in benchmarks/adaptation.py)."]
     return "\n".join(lines) + "\n"
@@ -255,6 +272,8 @@ def main(argv=None) -> int:
             record = run_scai_row(row, args, Path(source["checkpoint"]))
             training = {"checkpoint": record.get("checkpoint"), "train_seconds": record.get("train_seconds")}
         metrics = score(training["checkpoint"], args) if row not in SCAI_ROWS else record
+        if row in SFDA_ROWS:
+            metrics.update(score_target_model(training["checkpoint"], args))
         results["rows"][row] = {"label": ROWS[row], **metrics, "checkpoint": training["checkpoint"],
                                 "train_seconds": training.get("train_seconds"),
                                 "final_train_epoch": training.get("final_epoch"),
