@@ -28,6 +28,15 @@ def resolve_spec(spec: str) -> str:
     return f"{fmt}:{path}" + (f"@{split}" if split else "")
 
 
+def decoder_options(spec: str | None) -> dict:
+    """A row's decoder spec -> Predictor keyword arguments: ``"argmax"`` / ``"dark"`` -> ``{"decode": ...}``,
+    ``"dark:K"`` -> DARK with a K-pixel blur (``blur_kernel``), None or ``""`` -> ``{}`` (the checkpoint's own)."""
+    if not spec:
+        return {}
+    decode, _, blur = spec.partition(":")
+    return {"decode": decode, **({"blur_kernel": int(blur)} if blur else {})}
+
+
 def train_once(cfg, run_dir: Path) -> dict:
     """Train (or finish training) one :class:`~posekit.engine.trainer.TrainConfig` whose ``out`` is ``run_dir``.
 

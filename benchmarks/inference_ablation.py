@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from common import decoder_options
 from posekit.data.formats import load_samples
 from posekit.engine.evaluate import evaluate_samples
 from posekit.inference.predictor import Predictor
@@ -25,10 +26,7 @@ COLUMNS = ["pck@0.2_torso", "pck@0.2_torso_12", "pck@0.05_box", "auc_torso"]
 
 
 def evaluate_variant(checkpoint, samples, decode: str, flip: bool) -> dict:
-    decode, _, blur = decode.partition(":")
-    predictor = Predictor.load(checkpoint, decode=decode, flip_test=flip)
-    if blur:
-        predictor.codec.blur_kernel = int(blur)
+    predictor = Predictor.load(checkpoint, flip_test=flip, **decoder_options(decode))
     metrics = evaluate_samples(predictor, samples)
     if samples[0].skeleton == "lsp":
         metrics["pck@0.2_torso_12"] = evaluate_samples(predictor, samples,

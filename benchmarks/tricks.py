@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import ROOT, environment, load_average, load_results, median_ms, resolve_spec, train_once, write_results
+from common import ROOT, decoder_options, environment, load_average, load_results, median_ms, resolve_spec, train_once, write_results
 
 BACKBONE = "simplebaseline_r18"
 BACKBONE_KWARGS = {"width": 0.4, "deconv_channels": 96}
@@ -191,13 +191,10 @@ def evaluate_row(row: str, training: dict, args) -> dict:
     from posekit.engine.evaluate import evaluate
     from posekit.inference.predictor import Predictor
     _, decode, label = ROWS[row]
-    decode, _, blur = (decode or "").partition(":")
     checkpoint = training["checkpoint"]
     is_heatmap = training["config"]["head"] == "heatmap"
     predictor = Predictor.from_checkpoint(checkpoint, flip_test=not row.endswith("_noflip"),
-                                          **({"decode": decode} if decode and is_heatmap else {}))
-    if blur:
-        predictor.codec.blur_kernel = int(blur)
+                                          **(decoder_options(decode) if is_heatmap else {}))
     metrics = evaluate(predictor, resolve_spec(args.val))
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -209,7 +206,7 @@ def evaluate_row(row: str, training: dict, args) -> dict:
     params = sum(p.numel() for p in predictor.model.parameters())
     return {"label": label, "training": ROWS[row][0], "head": cfg["head"], "loss": cfg["loss"],
             "codec": predictor.codec.to_config(), "input_size": cfg["input_size"],
-            "decode": decode if is_heatmap else None, "flip_test": predictor.flip_test,
+            "decode": predictor.codec.decode_method if is_heatmap else None, "flip_test": predictor.flip_test,
             "pck@0.2_torso": metrics["pck@0.2_torso"], "pck@0.05_box": metrics["pck@0.05_box"],
             "auc_torso": metrics["auc_torso"], "pckh@0.5": metrics.get("pckh@0.5"),
             "n_evaluated": metrics["n_evaluated"], "params": params, **timing,

@@ -35,15 +35,18 @@ class Predictor:
     """
 
     def __init__(self, model, config: dict, *, backend: str = "torch", onnx_path=None, flip_test: bool = True,
-                 batch_size: int = 32, device: str = "cpu", decode: str | None = None):
+                 batch_size: int = 32, device: str = "cpu", decode: str | None = None,
+                 blur_kernel: int | None = None):
         self.config = config
         self.input_size = tuple(config["input_size"])
         codec_cfg = dict(config["codec"])
-        if decode is not None:
+        for name, value in (("decode", decode), ("blur_kernel", blur_kernel)):
+            if value is None:
+                continue
             if codec_cfg.get("type") != "HeatmapCodec":
-                raise ValueError(f"decode={decode!r} switches heatmap decoding, but this model's codec is "
+                raise ValueError(f"{name}={value!r} switches heatmap decoding, but this model's codec is "
                                  f"{codec_cfg.get('type')} (head {config.get('head', {}).get('type', 'heatmap')!r})")
-            codec_cfg["decode"] = decode
+            codec_cfg[name] = value
         self.codec = build_codec(codec_cfg)
         self.flip_index = np.asarray(config["flip_index"])
         self.flip_test = flip_test

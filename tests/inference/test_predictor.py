@@ -37,6 +37,14 @@ def test_prediction_lands_on_the_dot_in_image_pixels(flip_test):
     assert np.abs(keypoints[0, :, :2] - [31.5, 71.5]).max() < 1.2 * 4 / 2
 
 
+def test_blur_kernel_override_reaches_the_codec_and_is_validated():
+    predictor = Predictor(DotFinder(), config("dark"), decode="dark", blur_kernel=5)
+    assert (predictor.codec.decode_method, predictor.codec.blur_kernel) == ("dark", 5)
+    assert Predictor(DotFinder(), config("dark")).codec.blur_kernel == 11   # the checkpoint's own otherwise
+    with pytest.raises(ValueError, match="blur_kernel must be a positive odd integer"):
+        Predictor(DotFinder(), config("dark"), blur_kernel=4)
+
+
 def test_merge_views_averages_pairs():
     out = np.arange(2 * 2 * 1 * 3, dtype=np.float32).reshape(4, 1, 3)
     assert merge_views(out, 2).tolist() == [[[1.5, 2.5, 3.5]], [[7.5, 8.5, 9.5]]]

@@ -108,3 +108,5 @@ def test_rle_output_scores_come_from_sigma():
 def test_decode_override_is_for_heatmap_codecs_only():
     with pytest.raises(ValueError, match="switches heatmap decoding"):
         Predictor(FixedCoords(), config(RegressionCodec((W, H)), "regression"), decode="dark")
+    with pytest.raises(ValueError, match="blur_kernel=5 switches heatmap decoding"):
+        Predictor(FixedCoords(), config(RegressionCodec((W, H)), "regression"), blur_kernel=5)
