@@ -86,6 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="target training spec (labels withheld for SFDA; used with labels by the oracle)")
     p.add_argument("--val", default="lsp:../shared/datasets/lspet@val", help="evaluation spec")
     p.add_argument("--source-data", help="labelled source spec instead of generating synthetic people")
+    p.add_argument("--source-checkpoint", type=Path,
+                   help="reuse this trained source model (e.g. another budget's source/model.pt) instead of training "
+                        "one: the loss ablations can then run at a shorter SFDA budget from the same source")
     p.add_argument("--synth-num", type=int, default=3200, help="synthetic source images")
     p.add_argument("--synth-style", default="mixed", help="synthetic style: flat | textured | mixed (the demo's)")
     p.add_argument("--synth-size", type=int, default=192, help="synthetic image side (pixels)")
@@ -123,7 +126,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def budget(args) -> dict:
-    source = ({"source_data": args.source_data} if args.source_data else
+    source = ({"source_checkpoint": str(args.source_checkpoint)} if args.source_checkpoint else
+              {"source_data": args.source_data} if args.source_data else
               {"synth_num": args.synth_num, "synth_style": args.synth_style, "synth_size": args.synth_size,
                "synth_seed": args.synth_seed})
     return {**source, "source_epochs": args.source_epochs, "sfda_epochs": args.sfda_epochs, "sfda_lr": args.sfda_lr,
@@ -133,8 +137,9 @@ def budget(args) -> dict:
 
 
 def budget_name(b: dict) -> str:
-    source = f"src-{Path(b['source_data']).name}" if b.get("source_data") else \
-        f"synth{b['synth_num']}-{b['synth_style']}-{b['synth_size']}-s{b['synth_seed']}"
+    source = (f"ckpt-{hashlib.sha1(b['source_checkpoint'].encode()).hexdigest()[:8]}" if b.get("source_checkpoint") else
+              f"src-{Path(b['source_data']).name}" if b.get("source_data") else
+              f"synth{b['synth_num']}-{b['synth_style']}-{b['synth_size']}-s{b['synth_seed']}")
     name = f"{source}_e{b['source_epochs']}_a{b['sfda_epochs']}_lr{b['sfda_lr']:g}_b{b['batch_size']}_seed{b['seed']}"
     if b["max_iters_per_epoch"]:
         name += f"_i{b['max_iters_per_epoch']}"
@@ -167,6 +172,10 @@ def source_spec(args, run_root: Path) -> str:
 
 
 def train_source(args, run_root: Path) -> dict:
+    if args.source_checkpoint:
+        if not args.source_checkpoint.is_file():
+            raise SystemExit(f"error: --source-checkpoint not found: {args.source_checkpoint}")
+        return {"checkpoint": str(args.source_checkpoint), "train_seconds": None, "final_epoch": {}, "reused": True}
     cfg = base_config(source_spec(args, run_root), run_root / "source", args.source_epochs, args)
     return train_once(cfg, run_root / "source")
 
@@ -215,9 +224,11 @@ def score_target_model(checkpoint, args) -> dict:
 
 def markdown(results: dict) -> str:
     b = results["budget"]
-    source = b.get("source_data") or f"{b['synth_num']} synthetic people ({b['synth_style']}, {b['synth_size']} px)"
+    source = (f"the trained model `{b['source_checkpoint']}`" if b.get("source_checkpoint") else
+              (b.get("source_data") or f"{b['synth_num']} synthetic people ({b['synth_style']}, {b['synth_size']} px)")
+              + f", {b['source_epochs']} epochs")
     lines = [f"# Synthetic -> LSPET adaptation ({BACKBONE} {json.dumps(BACKBONE_KWARGS)}, {INPUT[0]}x{INPUT[1]})", "",
-             f"Source: {source}, {b['source_epochs']} epochs. SFDA: {b['sfda_epochs']} epochs on `{b['target']}` "
+             f"Source: {source}. SFDA: {b['sfda_epochs']} epochs on `{b['target']}` "
              f"(labels withheld), lr {b['sfda_lr']:g}, batch {b['batch_size']}"
              + (f", at most {b['max_iters_per_epoch']} iterations per epoch" if b["max_iters_per_epoch"] else "")
              + (f", options {json.dumps(b['sfda_kwargs'])}" if b["sfda_kwargs"] else "")

@@ -105,6 +105,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rows", help="comma-separated row names (default: all; see --list)")
     p.add_argument("--list", action="store_true", help="print the row names and exit")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the latency measurement")
+    p.add_argument("--train-threads", type=int,
+                   help="torch threads of each training (default: all cores; 1 lets two benchmarks share 2 cores)")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per latency measurement")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fpd.json",
                    help="results json; fpd.md goes next to it")
@@ -170,7 +172,8 @@ def train_config(name: str, args, run_dir: Path, teacher_ckpt: str | None):
     return TrainConfig(train=resolve_spec(args.train), val=None, out=str(run_dir), input_size=(side, side),
                        sigma=2.0, decode="dark", batch_size=args.batch_size, lr=2e-3, weight_decay=1e-4,
                        warmup_iters=200, final_lr_ratio=0.01, workers=args.workers, seed=0,
-                       max_iters_per_epoch=args.max_iters, progress=sys.stderr.isatty(), **options)
+                       max_iters_per_epoch=args.max_iters, threads=args.train_threads, progress=sys.stderr.isatty(),
+                       **options)
 
 
 def train(name: str, args, run_dir: Path, teacher_ckpt: str | None = None) -> dict:

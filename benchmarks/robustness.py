@@ -57,6 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--severities", default="1,2,3,4,5")
     p.add_argument("--corruptions", default="all")
     p.add_argument("--checkpoint", action="append", default=[], help="extra model to evaluate: PATH or NAME=PATH")
+    p.add_argument("--force", action="store_true",
+                   help="retrain and re-evaluate the --rows even when finished rows with the same settings exist")
     p.add_argument("--aid-prob", type=float, default=0.5, help="augment.aid_prob of the aid row")
     p.add_argument("--alpha", type=float, default=0.1, help="AdvMix distillation weight")
     p.add_argument("--batch-size", type=int, default=32)
@@ -246,7 +248,8 @@ def main(argv=None) -> int:
         run_dir = runs / ("seed%d" % args.seed) / name
         if name == "standard":
             teacher = Path(args.standard_from) / "model.pt" if args.standard_from else run_dir / "model.pt"
-        if done and done.get("settings") == settings and (name != "standard" or teacher.exists()):
+        if (done and done.get("settings") == settings and (name != "standard" or teacher.exists())
+                and not (args.force and name in rows)):
             log.info("%s: finished with the same settings, skipped", name)
             continue
         checkpoint, cfg = train_row(args, name, run_dir, teacher)

@@ -117,3 +117,33 @@ def skeleton_for(num_keypoints: int) -> Skeleton | None:
     """The registered skeleton with this many keypoints, if exactly one has it."""
     found = [s for s in SKELETONS.values() if s.num_keypoints == num_keypoints]
     return found[0] if len(found) == 1 else None
+
+
+def shared_skeleton(model: Skeleton, data: Skeleton) -> tuple[Skeleton, np.ndarray, np.ndarray]:
+    """The joints two skeletons both name, so a model of one can be scored on data of the other.
+
+    Returns ``(sub, model_index, data_index)``: ``sub`` is a skeleton of the shared joints in ``data``'s order
+    (``data``'s OKS sigmas, flip pairs, limbs; torso / head kept when both of their joints are shared; no
+    chains), and ``model_output[:, model_index]`` / ``data_keypoints[:, data_index]`` are the shared joints in
+    that order. E.g. an LSP model on COCO data: the 12 limb joints (no nose, eyes, ears, neck or head top).
+    Raises ValueError when the skeletons share no joint or a shared torso cannot be formed.
+    """
+    data_index = [j for j, name in enumerate(data.keypoints) if name in model.keypoints]
+    if not data_index:
+        raise ValueError(f"skeletons {model.name} and {data.name} share no joint name")
+    model_index = [model.index(data.keypoints[j]) for j in data_index]
+    new = {old: i for i, old in enumerate(data_index)}
+
+    def pairs(group):
+        return tuple((new[a], new[b]) for a, b in group if a in new and b in new)
+
+    def pair(p):
+        return (new[p[0]], new[p[1]]) if p is not None and p[0] in new and p[1] in new else None
+
+    torso = pair(data.torso)
+    if torso is None:
+        raise ValueError(f"skeletons {model.name} and {data.name}: the torso joints of {data.name} are not shared")
+    sub = Skeleton(name=f"{data.name}&{model.name}", keypoints=tuple(data.keypoints[j] for j in data_index),
+                   flip_pairs=pairs(data.flip_pairs), limbs=pairs(data.limbs),
+                   sigmas=tuple(data.sigmas[j] for j in data_index), torso=torso, head=pair(data.head), chains=())
+    return sub, np.asarray(model_index), np.asarray(data_index)

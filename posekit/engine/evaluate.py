@@ -25,24 +25,60 @@ def predict_all(predictor, samples: list[Sample]) -> tuple[np.ndarray, list[Samp
     return (np.stack(preds) if preds else np.zeros((0, k, 3), np.float32)), kept, failures
 
 
+def model_skeleton(predictor) -> str | None:
+    """The skeleton name a predictor (or a wrapper exposing ``config``) was trained on, if it says."""
+    config = getattr(predictor, "config", None)
+    return config.get("skeleton") if isinstance(config, dict) else None
+
+
+def restrict_coco_gt(coco_gt, data_index) -> dict:
+    """A COCO keypoints json (path or dict) with every annotation cut to the joints ``data_index``
+    (``num_keypoints`` recounted), so OKS is computed over those joints only."""
+    from posekit.data.io import load_json
+    data = load_json(coco_gt) if not isinstance(coco_gt, dict) else coco_gt
+    keep = np.asarray(data_index)
+    annotations = []
+    for a in data["annotations"]:
+        kp = np.asarray(a.get("keypoints", []), dtype=np.float64).reshape(-1, 3)[keep]
+        annotations.append({**a, "keypoints": kp.reshape(-1).tolist(), "num_keypoints": int((kp[:, 2] > 0).sum())})
+    categories = [{**c, "keypoints": [c["keypoints"][j] for j in keep]} if "keypoints" in c else c
+                  for c in data.get("categories", [])]
+    return {**data, "annotations": annotations, "categories": categories}
+
+
 def evaluate_samples(predictor, samples: list[Sample], *, coco_gt=None, joints=None) -> dict:
-    """Metrics dict (JSON-able). PCK family when the skeleton is known; OKS AP when ``coco_gt`` (json path or dict) is given."""
+    """Metrics dict (JSON-able). PCK family when the skeleton is known; OKS AP when ``coco_gt`` (json path or dict) is given.
+
+    A model of another skeleton than the data's (an LSP model on COCO data, say) is scored on the joints both
+    skeletons name (:func:`posekit.skeletons.shared_skeleton`); ``metrics["shared_joints"]`` lists them.
+    """
     from posekit.metrics import coco_oks_ap, evaluate_keypoints
+    from posekit.skeletons import shared_skeleton
 
     preds, kept, failures = predict_all(predictor, samples)
     if not kept:
         raise ValueError("no sample could be evaluated (all images unreadable?)")
     metrics: dict = {}
     name = kept[0].skeleton
-    if name in SKELETONS:
-        gt = np.stack([s.keypoints for s in kept]).astype(np.float32)
+    skeleton = get_skeleton(name) if name in SKELETONS else None
+    gt = np.stack([s.keypoints for s in kept]).astype(np.float32)
+    trained_on = model_skeleton(predictor)
+    if skeleton is not None and trained_on in SKELETONS and trained_on != name:
+        skeleton, model_index, data_index = shared_skeleton(get_skeleton(trained_on), skeleton)
+        preds, gt = preds[:, model_index], gt[:, data_index]
+        if coco_gt is not None:
+            coco_gt = restrict_coco_gt(coco_gt, data_index)
+        metrics["shared_joints"] = list(skeleton.keypoints)
+    elif preds.shape[1] != gt.shape[1]:
+        raise ValueError(f"the model predicts {preds.shape[1]} keypoints but {kept[0].image_path} has "
+                         f"{gt.shape[1]} ({name}); say the model's skeleton in its config to score shared joints")
+    if skeleton is not None:
         boxes = np.stack([s.box for s in kept]).astype(np.float32)
-        metrics.update(evaluate_keypoints(preds[:, :, :2], gt, boxes, get_skeleton(name), joints=joints))
+        metrics.update(evaluate_keypoints(preds[:, :, :2], gt, boxes, skeleton, joints=joints))
     if coco_gt is not None:
         from posekit.inference.predictor import prediction_record
         records = [prediction_record(s, p) for s, p in zip(kept, preds)]
-        sigmas = get_skeleton(name).sigmas if name in SKELETONS else None
-        metrics.update(coco_oks_ap(coco_gt, records, sigmas=sigmas))
+        metrics.update(coco_oks_ap(coco_gt, records, sigmas=skeleton.sigmas if skeleton is not None else None))
     metrics["n_evaluated"] = len(kept)
     metrics["n_failed"] = len(failures)
     if failures:

@@ -154,6 +154,10 @@ class CorruptedImages:
     def num_keypoints(self) -> int:
         return self.predictor.num_keypoints
 
+    @property
+    def config(self) -> dict | None:
+        return getattr(self.predictor, "config", None)
+
     def read(self, sample: Sample) -> np.ndarray:
         image = read_image(sample.image_path)
         index = self.indices[sample.image_path]
@@ -199,7 +203,9 @@ def format_markdown(result: dict) -> str:
     severities = result["severities"]
     metric = result["metric"]
     lines = [f"Robustness of `{result.get('checkpoint') or 'model'}` on `{result['data']}`: {metric} (%), "
-             f"{result['n_images']} images, {result['n_samples']} people, seed {result['seed']}.", "",
+             f"{result['n_images']} images, {result['n_samples']} people, seed {result['seed']}."
+             + (f" Scored on the {len(result['shared_joints'])} joints that the model's and the data's skeletons share "
+                f"({', '.join(result['shared_joints'])})." if result.get("shared_joints") else ""), "",
              "| corruption | " + " | ".join(f"s{s}" for s in severities) + " | mean |",
              "|---|" + "---|" * (len(severities) + 1),
              "| clean | " + " | ".join("" for _ in severities) + f" | {_pct(result['clean'])} |"]
@@ -338,7 +344,13 @@ def run_robustness(predictor, spec: str, *, corruptions: Sequence[str] = CORRUPT
     clean = float(results[CLEAN][metric])
     table = {c: {str(s): float(results[condition_name(c, s)][metric]) for s in severities} for c in corruptions}
     summary = summarise(clean, {c: {int(s): v for s, v in row.items()} for c, row in table.items()})
-    result = {"checkpoint": checkpoint, "data": spec, "metric": metric, "seed": int(seed), "limit": limit,
+    from posekit.engine.evaluate import model_skeleton
+    from posekit.skeletons import SKELETONS, shared_skeleton
+    model_sk, data_sk = model_skeleton(predictor), samples[0].skeleton
+    shared = (list(shared_skeleton(SKELETONS[model_sk], SKELETONS[data_sk])[0].keypoints)
+              if model_sk in SKELETONS and data_sk in SKELETONS and model_sk != data_sk else None)
+    result = {"checkpoint": checkpoint, "data": spec, "metric": metric, "shared_joints": shared,
+              "seed": int(seed), "limit": limit,
               "n_images": len(indices), "n_samples": len(samples), "corruptions": list(corruptions),
               "severities": list(severities), "clean": clean, "table": table, **summary,
               "settings": settings, "conditions": results}

@@ -512,6 +512,10 @@ class SCAICorrector:
     def num_keypoints(self) -> int:
         return self.predictor.num_keypoints
 
+    @property
+    def config(self) -> dict | None:
+        return getattr(self.predictor, "config", None)
+
     def reset(self) -> None:
         """Forget test-time training (the trained correction network again)."""
         self.tta.reset()
