@@ -15,6 +15,7 @@ teacher                    ``--teacher CKPT``, or ``--teacher-model`` (default `
 student                    ``--student-model`` / ``--student-kwargs`` (default the compact
                            ``simplebaseline_r18 {"width": 0.4, "deconv_channels": 96}``), supervised
 student + FPD              the student distilled from the teacher: alpha * MSE(teacher) + (1 - alpha) * MSE(GT)
+student + FPD, alpha A     the same with alpha 0.75 / 0.9 instead of ``--alpha`` (more weight on the teacher)
 student + FPD + unlabeled  the same, plus one batch per step of ``--unlabeled`` crops, labels withheld,
                            supervised by the teacher alone (default: the training images again -- pass a
                            folder of other people, ``folder:DIR``, for a real semi-supervised run)
@@ -44,6 +45,10 @@ Latency is wall-clock: other jobs on the machine (see the recorded load average)
     python benchmarks/fpd.py --teacher runs/teacher/model.pt   # distil from an existing teacher
     python benchmarks/fpd.py --rows student,student_fpd --epochs 20
     python benchmarks/fpd.py --list                            # row names
+    # the committed table: the zoo compact model as teacher, a lite hourglass student at 17% of its FLOPs
+    python benchmarks/fpd.py --teacher zoo/lspet_compact.pt --student-model lite_hourglass \\
+        --student-kwargs '{"num_stacks": 2, "channels": 32, "depth": 4}' \\
+        --repvgg-kwargs '{"widths": [16, 16, 32, 64, 96], "deconv_channels": 32}' --workers 1 --train-threads 1
     # smoke test on synthetic data (a minute):
     posekit synth --out /tmp/fpd --num 24 --size 96
     python benchmarks/fpd.py --train coco:/tmp/fpd/annotations.json --val coco:/tmp/fpd/annotations.json \\
@@ -65,6 +70,8 @@ import torch
 
 from common import ROOT, environment, load_average, load_results, median_ms, resolve_spec, train_once, write_results
 
+#: FPD rows with their own distillation weight instead of --alpha (the "find out why" sweep): row -> alpha
+ALPHA_ROWS = {"student_fpd_a0.75": 0.75, "student_fpd_a0.9": 0.9}
 FLOPS_REQUIREMENT = 0.20  # a student may use at most this fraction of the teacher's FLOPs
 
 #: row name -> (training, label, evaluate the re-parameterised deploy form)
@@ -72,6 +79,8 @@ ROWS = {
     "teacher": ("teacher", "teacher", False),
     "student": ("student", "student", False),
     "student_fpd": ("student_fpd", "student + FPD", False),
+    "student_fpd_a0.75": ("student_fpd_a0.75", "student + FPD, alpha 0.75", False),
+    "student_fpd_a0.9": ("student_fpd_a0.9", "student + FPD, alpha 0.9", False),
     "student_fpd_unlabeled": ("student_fpd_unlabeled", "student + FPD + unlabeled images", False),
     "student_okdhp": ("student_okdhp", "student + OKDHP", False),
     "repvgg_train": ("repvgg", "RepVGG student (train form)", False),
@@ -112,6 +121,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="results json; fpd.md goes next to it")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "fpd", help="parent of the run folders")
     p.add_argument("--force", action="store_true", help="recompute rows that already have results")
+    p.add_argument("--remeasure-latency", action="store_true",
+                   help="only re-measure the latency of every finished row, all in one go (run it on a quiet "
+                        "machine: rows trained in parallel were timed under different loads)")
     args = p.parse_args(argv)
     if min(args.epochs, args.batch_size, args.repeats, args.threads, args.input_size) < 1:
         p.error("--epochs, --batch-size, --repeats, --threads and --input-size must be >= 1")
@@ -161,6 +173,8 @@ def trainings(args, teacher_ckpt: str | None) -> dict:
         "repvgg": {"model": args.repvgg_model, "model_kwargs": dict(args.repvgg_kwargs)},
         "student_hardswish": {**student, "model_kwargs": {**args.student_kwargs, "act": "hardswish"}},
         "student_mish": {**student, "model_kwargs": {**args.student_kwargs, "act": "mish"}},
+        **{name: {**student, "method": "fpd", "method_kwargs": {**fpd, "alpha": alpha}}
+           for name, alpha in ALPHA_ROWS.items()},
     }
 
 
@@ -240,6 +254,21 @@ def evaluate_row(row: str, training: dict, args) -> dict:
             "load_average_1_5_15_min": load_average()}
 
 
+def remeasure_latency(results: dict, args) -> None:
+    """Time every finished row's network again, back to back, with the same threads and repeats."""
+    from posekit.engine.checkpoint import build_from_checkpoint
+    from posekit.models import reparameterize
+    for name, r in results["rows"].items():
+        model, config = build_from_checkpoint(r["checkpoint"])
+        if r.get("deploy_form"):
+            model = reparameterize(model)
+        r["latency_ms"] = network_latency(model, tuple(config["input_size"]), args.repeats, args.threads)
+        r["latency_threads"] = args.threads
+        r["latency_load_average_1_5_15_min"] = load_average()
+        print(f"{name}: {r['latency_ms']:.2f} ms", flush=True)
+    results["latency_remeasured"] = datetime.datetime.now().isoformat(timespec="seconds")
+
+
 def flops_check(results: dict) -> list[str]:
     """Fill ``flops_ratio_to_teacher`` / ``flops_requirement_met`` of every student row; the printed lines."""
     teacher = results["rows"].get("teacher")
@@ -295,10 +324,15 @@ def main(argv=None) -> int:
         return 0
     b = budget(args)
     results = load_results(args.out, b)
+    command = " ".join(shlex.quote(a) for a in (sys.argv if argv is None else ["benchmarks/fpd.py", *argv]))
     results.update({"environment": environment(), "latency_threads": args.threads,
-                    "command": " ".join(shlex.quote(a) for a in (sys.argv if argv is None else
-                                                                  ["benchmarks/fpd.py", *argv]))})
+                    "latency_command" if args.remeasure_latency else "command": command})
     run_root = args.runs / budget_name(b)
+    if args.remeasure_latency:
+        remeasure_latency(results, args)
+        write_results(results, args.out, markdown(results))
+        print(markdown(results))
+        return 0
     todo = [r for r in args.row_names if args.force or r not in results["rows"]]
     # the teacher row is always measured (the FLOPs requirement is relative to it)
     if "teacher" not in results["rows"] and "teacher" not in todo:
