@@ -15,7 +15,7 @@ teacher                    ``--teacher CKPT``, or ``--teacher-model`` (default `
 student                    ``--student-model`` / ``--student-kwargs`` (default the compact
                            ``simplebaseline_r18 {"width": 0.4, "deconv_channels": 96}``), supervised
 student + FPD              the student distilled from the teacher: alpha * MSE(teacher) + (1 - alpha) * MSE(GT)
-student + FPD, alpha A     the same with alpha 0.75 / 0.9 instead of ``--alpha`` (more weight on the teacher)
+student + FPD, alpha A     the same with alpha 0.9 instead of ``--alpha`` (more weight on the teacher)
 student + FPD + unlabeled  the same, plus one batch per step of ``--unlabeled`` crops, labels withheld,
                            supervised by the teacher alone (default: the training images again -- pass a
                            folder of other people, ``folder:DIR``, for a real semi-supervised run)
@@ -71,7 +71,7 @@ import torch
 from common import ROOT, environment, load_average, load_results, median_ms, resolve_spec, train_once, write_results
 
 #: FPD rows with their own distillation weight instead of --alpha (the "find out why" sweep): row -> alpha
-ALPHA_ROWS = {"student_fpd_a0.75": 0.75, "student_fpd_a0.9": 0.9}
+ALPHA_ROWS = {"student_fpd_a0.9": 0.9}
 FLOPS_REQUIREMENT = 0.20  # a student may use at most this fraction of the teacher's FLOPs
 
 #: row name -> (training, label, evaluate the re-parameterised deploy form)
@@ -79,7 +79,6 @@ ROWS = {
     "teacher": ("teacher", "teacher", False),
     "student": ("student", "student", False),
     "student_fpd": ("student_fpd", "student + FPD", False),
-    "student_fpd_a0.75": ("student_fpd_a0.75", "student + FPD, alpha 0.75", False),
     "student_fpd_a0.9": ("student_fpd_a0.9", "student + FPD, alpha 0.9", False),
     "student_fpd_unlabeled": ("student_fpd_unlabeled", "student + FPD + unlabeled images", False),
     "student_okdhp": ("student_okdhp", "student + OKDHP", False),

@@ -31,6 +31,16 @@ def model_skeleton(predictor) -> str | None:
     return config.get("skeleton") if isinstance(config, dict) else None
 
 
+def shared_with_model(predictor, data_skeleton: str):
+    """``shared_skeleton(model's, data's)`` when the predictor says it was trained on another registered
+    skeleton than the data's, else None (the model is scored on the data's own joints)."""
+    from posekit.skeletons import shared_skeleton
+    trained_on = model_skeleton(predictor)
+    if data_skeleton in SKELETONS and trained_on in SKELETONS and trained_on != data_skeleton:
+        return shared_skeleton(get_skeleton(trained_on), get_skeleton(data_skeleton))
+    return None
+
+
 def restrict_coco_gt(coco_gt, data_index) -> dict:
     """A COCO keypoints json (path or dict) with every annotation cut to the joints ``data_index``
     (``num_keypoints`` recounted), so OKS is computed over those joints only."""
@@ -53,7 +63,6 @@ def evaluate_samples(predictor, samples: list[Sample], *, coco_gt=None, joints=N
     skeletons name (:func:`posekit.skeletons.shared_skeleton`); ``metrics["shared_joints"]`` lists them.
     """
     from posekit.metrics import coco_oks_ap, evaluate_keypoints
-    from posekit.skeletons import shared_skeleton
 
     preds, kept, failures = predict_all(predictor, samples)
     if not kept:
@@ -62,9 +71,9 @@ def evaluate_samples(predictor, samples: list[Sample], *, coco_gt=None, joints=N
     name = kept[0].skeleton
     skeleton = get_skeleton(name) if name in SKELETONS else None
     gt = np.stack([s.keypoints for s in kept]).astype(np.float32)
-    trained_on = model_skeleton(predictor)
-    if skeleton is not None and trained_on in SKELETONS and trained_on != name:
-        skeleton, model_index, data_index = shared_skeleton(get_skeleton(trained_on), skeleton)
+    shared = shared_with_model(predictor, name)
+    if shared is not None:
+        skeleton, model_index, data_index = shared
         preds, gt = preds[:, model_index], gt[:, data_index]
         if coco_gt is not None:
             coco_gt = restrict_coco_gt(coco_gt, data_index)

@@ -344,12 +344,10 @@ def run_robustness(predictor, spec: str, *, corruptions: Sequence[str] = CORRUPT
     clean = float(results[CLEAN][metric])
     table = {c: {str(s): float(results[condition_name(c, s)][metric]) for s in severities} for c in corruptions}
     summary = summarise(clean, {c: {int(s): v for s, v in row.items()} for c, row in table.items()})
-    from posekit.engine.evaluate import model_skeleton
-    from posekit.skeletons import SKELETONS, shared_skeleton
-    model_sk, data_sk = model_skeleton(predictor), samples[0].skeleton
-    shared = (list(shared_skeleton(SKELETONS[model_sk], SKELETONS[data_sk])[0].keypoints)
-              if model_sk in SKELETONS and data_sk in SKELETONS and model_sk != data_sk else None)
-    result = {"checkpoint": checkpoint, "data": spec, "metric": metric, "shared_joints": shared,
+    from posekit.engine.evaluate import shared_with_model
+    shared = shared_with_model(predictor, samples[0].skeleton)
+    result = {"checkpoint": checkpoint, "data": spec, "metric": metric,
+              "shared_joints": list(shared[0].keypoints) if shared else None,
               "seed": int(seed), "limit": limit,
               "n_images": len(indices), "n_samples": len(samples), "corruptions": list(corruptions),
               "severities": list(severities), "clean": clean, "table": table, **summary,
