@@ -1,4 +1,4 @@
-"""Synthetic -> LSPET domain adaptation: source-only, SFDA (and its loss ablations), oracle; SCAI slot.
+"""Synthetic -> LSPET domain adaptation: source-only, SFDA (and its loss ablations), oracle.
 
 One backbone for every row: ``simplebaseline_r18`` with ``{"width": 0.4, "deconv_channels": 96}`` at 128x128
 (the LSPET compact model of ``configs/lspet_compact.json``, so ``zoo/lspet_compact.pt`` can serve as the
@@ -19,7 +19,6 @@ SFDA w/o L_x        the same with one loss term's weight set to 0: L_ft, L_res (
 oracle              the same backbone trained WITH the target labels (``--oracle CKPT`` reuses a checkpoint,
                     e.g. ``zoo/lspet_compact.pt``; otherwise trained here on ``--target`` for
                     ``--oracle-epochs`` epochs with the compact config's optimiser)
-SCAI rows           the slot marked ``SCAI ROWS`` below (filled by the SCAI benchmark's author)
 ==================  =======================================================================================
 
 Results go to ``benchmarks/results/adaptation.json`` (every number, the budget, the environment) and
@@ -64,20 +63,9 @@ SFDA_ROWS = {
     "sfda_no_im": ("SFDA w/o L_im (information max., γ = 0)", {"gamma": 0.0}),
 }
 
-# ===================================================================================================
-# SCAI ROWS -- slot for the SCAI author. Add entries here: row name -> label, and implement
-# ``run_scai_row(row, args, source_checkpoint) -> dict`` returning at least "pck@0.05_box", "pck@0.2_torso"
-# and "auc_torso" measured on ``resolve_spec(args.val)`` (see ``score``). Rows listed here are computed
-# after the source model exists, saved and resumed like every other row, and shown in the same table.
-SCAI_ROWS: dict[str, str] = {}
-
-
-def run_scai_row(row: str, args, source_checkpoint: Path) -> dict:
-    raise NotImplementedError(f"SCAI row {row!r}: not implemented yet (see the SCAI ROWS slot)")
-# ===================================================================================================
 
 ROWS = {"source_only": "source only (synthetic)", **{k: v[0] for k, v in SFDA_ROWS.items()},
-        "oracle": "oracle (target labels)", **SCAI_ROWS}
+        "oracle": "oracle (target labels)"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -247,8 +235,7 @@ def markdown(results: dict) -> str:
                   if r.get("target_model_pck@0.2_torso") is not None else "-")
         lines.append(f"| {label} | {r['pck@0.05_box']:.3f} | {r['pck@0.2_torso']:.3f} | {r['auc_torso']:.3f} | "
                      f"{target} | {minutes} |")
-    if not SCAI_ROWS:
-        lines += ["", "SCAI rows: not yet added (see the `SCAI ROWS` slot in benchmarks/adaptation.py)."]
+    lines += ["", "SCAI (test-time correction of a trained LSPET model) has its own benchmark: `benchmarks/scai.py`."]
     return "\n".join(lines) + "\n"
 
 
@@ -277,12 +264,9 @@ def main(argv=None) -> int:
             training = source
         elif row in SFDA_ROWS:
             training = train_sfda(row, args, run_root, source["checkpoint"])
-        elif row == "oracle":
-            training = oracle(args, run_root)
         else:
-            record = run_scai_row(row, args, Path(source["checkpoint"]))
-            training = {"checkpoint": record.get("checkpoint"), "train_seconds": record.get("train_seconds")}
-        metrics = score(training["checkpoint"], args) if row not in SCAI_ROWS else record
+            training = oracle(args, run_root)
+        metrics = score(training["checkpoint"], args)
         if row in SFDA_ROWS:
             metrics.update(score_target_model(training["checkpoint"], args))
         results["rows"][row] = {"label": ROWS[row], **metrics, "checkpoint": training["checkpoint"],
