@@ -15,7 +15,13 @@ crop, per-image seeds), metric PCK@0.2 (torso):
 * ``standard``          supervised heatmap MSE;
 * ``aid``               the same + AID information dropping (``augment.aid_prob``, ``--aid-prob``);
 * ``advmix``            AdvMix, teacher = the ``standard`` row's final model, alpha 0.1;
-* ``advmix_noteacher``  AdvMix without knowledge distillation.
+* ``advmix_noteacher``  AdvMix without knowledge distillation;
+* ``advmix_ft``         AdvMix as the official code runs it: the pose network starts from the ``standard``
+                        row's final model, which is also the frozen teacher, and trains ``--finetune-epochs``
+                        more epochs with AdvMix (alpha 0.1);
+* ``standard_ft``       its control: the same start and ``--finetune-epochs`` more epochs, plain supervised.
+
+The ``*_ft`` rows use the same optimiser and schedule (warm-up + cosine) over their extra epochs.
 
 Reported per row: clean PCK, mPC, rPC, drop (clean - mPC), and the per-corruption means. Extra
 ``--checkpoint`` models (``PATH`` or ``NAME=PATH``) are only evaluated (their clean -> corrupted drop).
@@ -40,7 +46,9 @@ from posekit.data.corruptions import CORRUPTIONS
 from posekit.engine import robustness as rb
 
 RESULTS = ROOT / "benchmarks" / "results" / "robustness.json"
-ROWS = ("standard", "aid", "advmix", "advmix_noteacher")
+ROWS = ("standard", "aid", "advmix", "advmix_noteacher", "standard_ft", "advmix_ft")
+#: rows that need the standard row's final model (as teacher or starting point)
+NEEDS_STANDARD = ("advmix", "standard_ft", "advmix_ft")
 METRIC = "pck@0.2_torso"
 MODEL = {"model": "simplebaseline_r18", "model_kwargs": {"width": 0.4, "deconv_channels": 96}, "input_size": [128, 128]}
 
@@ -61,6 +69,8 @@ def parse_args(argv=None):
                    help="retrain and re-evaluate the --rows even when finished rows with the same settings exist")
     p.add_argument("--aid-prob", type=float, default=0.5, help="augment.aid_prob of the aid row")
     p.add_argument("--alpha", type=float, default=0.1, help="AdvMix distillation weight")
+    p.add_argument("--finetune-epochs", type=int, default=5,
+                   help="extra epochs of the *_ft rows, started from the standard row's model")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0, help="training seed and corruption seed")
@@ -88,8 +98,11 @@ def train_config(args, name: str, run_dir: Path, teacher: Path | None) -> dict:
     elif name.startswith("advmix"):
         cfg["method"] = "advmix"
         cfg["method_kwargs"] = {"alpha": args.alpha}
-        if name == "advmix":
+        if name != "advmix_noteacher":
             cfg["method_kwargs"]["teacher"] = str(teacher)
+    if name.endswith("_ft"):
+        cfg["epochs"] = args.finetune_epochs
+        cfg["init"] = str(teacher)
     return cfg
 
 
@@ -101,10 +114,10 @@ def train_row(args, name: str, run_dir: Path, teacher: Path | None) -> tuple[Pat
     if name == "standard" and args.standard_from:
         return reuse_run(args.standard_from, cfg), cfg
     final, last = run_dir / "model.pt", run_dir / "last.pt"
-    if final.exists() and last.exists() and load_checkpoint(last)["epoch"] >= args.epochs:
+    if final.exists() and last.exists() and load_checkpoint(last)["epoch"] >= cfg["epochs"]:
         log.info("%s: already trained (%s)", name, final)
         return final, cfg
-    log.info("%s: training %d epochs in %s", name, args.epochs, run_dir)
+    log.info("%s: training %d epochs in %s", name, cfg["epochs"], run_dir)
     t0 = time.time()
     Trainer(TrainConfig.from_dict(cfg), resume=True).fit()
     (run_dir / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
@@ -159,7 +172,9 @@ def row_settings(args, name: str) -> dict:
     if name == "aid":
         s["aid_prob"] = args.aid_prob
     if name.startswith("advmix"):
-        s["alpha"] = args.alpha if name == "advmix" else None
+        s["alpha"] = None if name == "advmix_noteacher" else args.alpha
+    if name.endswith("_ft"):
+        s["finetune_epochs"] = args.finetune_epochs
     return s
 
 
@@ -205,7 +220,9 @@ def markdown(results: dict) -> str:
             lines.append(f"| {name} | " + " | ".join(pct(r["per_corruption"].get(c)) for c in corruptions) + " |")
     lines += ["", f"LSPET val ({s['val']}), {s.get('n_images', '?')} images, severities "
                   f"{','.join(map(str, s['severities']))}, corruption seed {s['seed']}; "
-                  f"every trained row: {s['epochs']} epochs of {s['train']}."]
+                  f"every trained row: {s['epochs']} epochs of {s['train']}"
+                  + (f"; the *_ft rows {s['finetune_epochs']} more, from the standard row's model."
+                     if any(name.endswith("_ft") for name in rows) and s.get("finetune_epochs") else ".")]
     if stale:
         lines.append("(†) evaluated with other settings (subset, severities, corruptions or seed): see the json.")
     if any(not r.get("complete", True) for r in rows.values()):
@@ -233,14 +250,15 @@ def main(argv=None) -> int:
     results_path = Path(args.results)
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results.setdefault("rows", {})
-    results["settings"] = {"train": args.train, "epochs": args.epochs, **MODEL, **eval_settings(args),
+    results["settings"] = {"train": args.train, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
+                           **MODEL, **eval_settings(args),
                            "machine": platform.platform(), "processor": platform.processor() or platform.machine()}
     runs = Path(args.runs) / (f"e{args.epochs}" + ("" if args.max_iters is None else f"_it{args.max_iters}"))
     tag = "eval_" + ("all" if args.limit is None else f"limit{args.limit}")
 
     teacher = None
     needed = list(rows)
-    if "advmix" in rows and "standard" not in rows:
+    if any(r in NEEDS_STANDARD for r in rows) and "standard" not in rows:
         needed.insert(0, "standard")  # the teacher
     for name in sorted(needed, key=ROWS.index):
         settings = row_settings(args, name)
@@ -257,7 +275,10 @@ def main(argv=None) -> int:
             continue
         row = {"training": {"standard": "supervised", "aid": f"supervised + AID (aid_prob {args.aid_prob})",
                             "advmix": f"AdvMix, teacher = standard, alpha {args.alpha}",
-                            "advmix_noteacher": "AdvMix without teacher"}[name],
+                            "advmix_noteacher": "AdvMix without teacher",
+                            "standard_ft": f"standard + {args.finetune_epochs} more supervised epochs",
+                            "advmix_ft": f"standard + {args.finetune_epochs} AdvMix epochs, teacher = standard, "
+                                         f"alpha {args.alpha}"}[name],
                "checkpoint": str(checkpoint), "settings": settings, "config": cfg}
         seconds = run_dir / "train_seconds.txt"
         if seconds.exists():
