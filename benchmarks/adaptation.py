@@ -1,4 +1,9 @@
-"""Synthetic -> LSPET domain adaptation: source-only, SFDA (and its loss ablations), oracle.
+"""Source-free domain adaptation on LSPET: source-only, AdaBN, SFDA (and its loss ablations), oracle.
+
+Two settings. Synthetic -> LSPET (the paper's kind: a source trained on posekit's synthetic people), and, with
+``--source-checkpoint zoo/lspet_compact.pt --corrupt NAME/SEVERITY``, LSPET -> corrupted LSPET: the same target
+images under one corruption (written once with :func:`posekit.engine.robustness.materialize`), where the source
+is competent and the shift is known.
 
 One backbone for every row: ``simplebaseline_r18`` with ``{"width": 0.4, "deconv_channels": 96}`` at 128x128
 (the LSPET compact model of ``configs/lspet_compact.json``, so ``zoo/lspet_compact.pt`` can serve as the
@@ -16,6 +21,8 @@ SFDA                the source model adapted with :mod:`posekit.methods.sfda` on
                     γ 0.85, EMA 0.999); scored: the intermediate model f_in (``model.pt``, last epoch, no
                     model selection on target labels)
 SFDA w/o L_x        the same with one loss term's weight set to 0: L_ft, L_res (α), L_con, L_cst (β), L_im (γ)
+AdaBN               the baseline: the source model with only its BatchNorm statistics re-estimated on the
+                    target training images (:mod:`posekit.methods.adabn`)
 oracle              the same backbone trained WITH the target labels (``--oracle CKPT`` reuses a checkpoint,
                     e.g. ``zoo/lspet_compact.pt``; otherwise trained here on ``--target`` for
                     ``--oracle-epochs`` epochs with the compact config's optimiser)
@@ -30,6 +37,10 @@ except the command at the end.
     python benchmarks/adaptation.py                                   # everything (hours on 2 CPU cores)
     python benchmarks/adaptation.py --oracle zoo/lspet_compact.pt --rows source_only,sfda,oracle
     python benchmarks/adaptation.py --list
+    # LSPET -> LSPET under contrast/3 (the source loses about half its accuracy there)
+    python benchmarks/adaptation.py --source-checkpoint zoo/lspet_compact.pt --corrupt contrast/3 \
+        --oracle-init zoo/lspet_compact.pt --oracle-epochs 3 --sfda-epochs 3 --rows source_only,adabn,sfda,oracle \
+        --threads 1 --workers 1 --out benchmarks/results/adaptation_contrast.json
     # smoke test on synthetic data (a minute):
     posekit synth --out /tmp/ad/t --num 24 --size 96 --style textured
     python benchmarks/adaptation.py --synth-num 24 --synth-size 96 --source-epochs 1 --sfda-epochs 1 \\
@@ -64,7 +75,7 @@ SFDA_ROWS = {
 }
 
 
-ROWS = {"source_only": "source only (synthetic)", **{k: v[0] for k, v in SFDA_ROWS.items()},
+ROWS = {"source_only": "source only", "adabn": "AdaBN (BatchNorm statistics of the target only)", **{k: v[0] for k, v in SFDA_ROWS.items()},
         "oracle": "oracle (target labels)"}
 
 
@@ -87,6 +98,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sfda-kwargs", default="{}", help="JSON of extra SFDA options shared by every SFDA row")
     p.add_argument("--oracle", type=Path, help="reuse this labelled-target checkpoint as the oracle")
     p.add_argument("--oracle-epochs", type=int, default=10, help="oracle training epochs (without --oracle)")
+    p.add_argument("--oracle-init", type=Path,
+                   help="the oracle fine-tunes this checkpoint (e.g. the source model) instead of starting from scratch")
+    p.add_argument("--corrupt", metavar="NAME/SEVERITY",
+                   help="target and val become corrupted copies (posekit.data.corruptions, e.g. contrast/3), "
+                        "written once under the runs folder: an adaptation setting with a competent source")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests)")
     p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
@@ -120,7 +136,9 @@ def budget(args) -> dict:
                "synth_seed": args.synth_seed})
     return {**source, "source_epochs": args.source_epochs, "sfda_epochs": args.sfda_epochs, "sfda_lr": args.sfda_lr,
             "sfda_kwargs": args.sfda_options, "oracle": str(args.oracle) if args.oracle else None,
-            "oracle_epochs": None if args.oracle else args.oracle_epochs, "batch_size": args.batch_size,
+            "oracle_epochs": None if args.oracle else args.oracle_epochs,
+            "oracle_init": str(args.oracle_init) if args.oracle_init and not args.oracle else None,
+            "corrupt": args.corrupt, "batch_size": args.batch_size,
             "max_iters_per_epoch": args.max_iters, "seed": args.seed, "target": args.target, "val": args.val}
 
 
@@ -131,6 +149,8 @@ def budget_name(b: dict) -> str:
     name = f"{source}_e{b['source_epochs']}_a{b['sfda_epochs']}_lr{b['sfda_lr']:g}_b{b['batch_size']}_seed{b['seed']}"
     if b["max_iters_per_epoch"]:
         name += f"_i{b['max_iters_per_epoch']}"
+    if b.get("corrupt"):
+        name += "_" + b["corrupt"].replace("/", "-")
     if b["sfda_kwargs"]:
         name += "_" + hashlib.sha1(json.dumps(b["sfda_kwargs"], sort_keys=True).encode()).hexdigest()[:8]
     return name
@@ -181,12 +201,36 @@ def train_sfda(row: str, args, run_root: Path, source_checkpoint: str) -> dict:
     return train_once(cfg, run_root / row)
 
 
+def adabn(args, run_root: Path, source_checkpoint: str) -> dict:
+    """The baseline: the source model with BatchNorm statistics re-estimated on the target training images."""
+    import time
+    from posekit.methods.adabn import adapt_batchnorm_checkpoint
+    start = time.time()
+    limit = args.max_iters * args.batch_size if args.max_iters else None
+    result = adapt_batchnorm_checkpoint(source_checkpoint, resolve_spec(args.target), run_root / "adabn" / "model.pt",
+                                        batch_size=args.batch_size, workers=args.workers, limit=limit)
+    return {"checkpoint": result["checkpoint"], "train_seconds": round(time.time() - start, 1),
+            "final_epoch": {"images": result["images"]}}
+
+
 def oracle(args, run_root: Path) -> dict:
     if args.oracle:
         return {"checkpoint": str(args.oracle), "train_seconds": None, "final_epoch": {}, "config": None,
                 "reused": True}
-    cfg = base_config(resolve_spec(args.target), run_root / "oracle", args.oracle_epochs, args)
+    init = str(args.oracle_init) if args.oracle_init else None
+    cfg = base_config(resolve_spec(args.target), run_root / "oracle", args.oracle_epochs, args, init=init)
     return train_once(cfg, run_root / "oracle")
+
+
+def corrupted_copy(spec: str, corrupt: str, runs: Path) -> str:
+    """The data spec of ``spec`` under one corruption, written once (:func:`posekit.engine.robustness.materialize`,
+    the pixels ``posekit robustness`` scores) under ``runs/data``."""
+    from posekit.engine.robustness import materialize
+    corruption, _, severity = corrupt.partition("/")
+    slug = hashlib.sha1(spec.encode()).hexdigest()[:8]
+    folder = runs / "data" / f"corrupt-{slug}-{corruption}-{severity}"
+    index = materialize(resolve_spec(spec), folder, corruptions=[corruption], severities=[int(severity)])
+    return index["conditions"][f"{corruption}/{int(severity)}"]
 
 
 def score(checkpoint, args) -> dict:
@@ -215,13 +259,19 @@ def markdown(results: dict) -> str:
     source = (f"the trained model `{b['source_checkpoint']}`" if b.get("source_checkpoint") else
               (b.get("source_data") or f"{b['synth_num']} synthetic people ({b['synth_style']}, {b['synth_size']} px)")
               + f", {b['source_epochs']} epochs")
-    lines = [f"# Synthetic -> LSPET adaptation ({BACKBONE} {json.dumps(BACKBONE_KWARGS)}, {INPUT[0]}x{INPUT[1]})", "",
+    title = ("Synthetic -> LSPET" if not (b.get("source_checkpoint") or b.get("source_data")) else "Domain")
+    if b.get("corrupt"):
+        title += f" ({b['corrupt']} corruption on target and val)"
+    lines = [f"# {title} adaptation ({BACKBONE} {json.dumps(BACKBONE_KWARGS)}, {INPUT[0]}x{INPUT[1]})", "",
              f"Source: {source}. SFDA: {b['sfda_epochs']} epochs on `{b['target']}` "
              f"(labels withheld), lr {b['sfda_lr']:g}, batch {b['batch_size']}"
              + (f", at most {b['max_iters_per_epoch']} iterations per epoch" if b["max_iters_per_epoch"] else "")
              + (f", options {json.dumps(b['sfda_kwargs'])}" if b["sfda_kwargs"] else "")
              + ". Oracle: " + (f"`{b['oracle']}`" if b["oracle"] else f"trained here, {b['oracle_epochs']} epochs "
-                               "with the target labels")
+                               "with the target labels"
+                               + (f", starting from `{b['oracle_init']}`" if b.get("oracle_init") else ""))
+             + (f". Target and val images carry the `{b['corrupt']}` corruption (posekit.data.corruptions, "
+                "the pixels `posekit robustness` scores)" if b.get("corrupt") else "")
              + f". Scored on `{b['val']}` with flip test; the SFDA rows use their last epoch's model "
              "(the intermediate model f_in, which SFDA deploys; the f_tg column scores its target model).", "",
              "| row | PCK@0.05 box | PCK@0.2 torso | AUC | f_tg PCK@0.05 box / PCK@0.2 torso | train min |",
@@ -246,6 +296,9 @@ def main(argv=None) -> int:
             print(f"{name:14s} {label}")
         return 0
     b = budget(args)
+    if args.corrupt:  # the budget keeps the clean specs + the corruption; the runs read the copies
+        print(f"writing the {args.corrupt} copies of {args.target} and {args.val} (once) ...", flush=True)
+        args.target, args.val = (corrupted_copy(spec, args.corrupt, args.runs) for spec in (args.target, args.val))
     results = load_results(args.out, b)
     results.update({"backbone": {"name": BACKBONE, "kwargs": BACKBONE_KWARGS, "input_size": list(INPUT)},
                     "environment": environment(), "command": " ".join(shlex.quote(a) for a in sys.argv)})
@@ -262,6 +315,8 @@ def main(argv=None) -> int:
         print(f"{row}: ...", flush=True)
         if row == "source_only":
             training = source
+        elif row == "adabn":
+            training = adabn(args, run_root, source["checkpoint"])
         elif row in SFDA_ROWS:
             training = train_sfda(row, args, run_root, source["checkpoint"])
         else:

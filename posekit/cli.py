@@ -237,6 +237,13 @@ def cmd_adapt(args) -> int:
         if not hasattr(scai, "adapt_cli"):
             raise SystemExit("posekit adapt --method scai: posekit.methods.scai has no adapt_cli(args)")
         return scai.adapt_cli(args)
+    if args.method == "adabn":
+        from posekit.methods.adabn import adapt_batchnorm_checkpoint
+        out = Path(args.out) / "model.pt"
+        result = adapt_batchnorm_checkpoint(args.source, args.target, out, batch_size=args.batch_size or 32,
+                                            workers=args.workers)
+        print(json.dumps(result, indent=2))
+        return 0
     from posekit.engine.adapt import adapt_config, run_adapt
     if args.scai_kwargs:
         raise SystemExit("posekit adapt: --scai-kwargs is for --method scai")
@@ -392,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_robustness)
 
     a = sub.add_parser("adapt", help="source-free adaptation of a trained model to unlabelled target data (sfda, scai)")
-    a.add_argument("--method", default="sfda", choices=["sfda", "scai"], help="adaptation method (default sfda)")
+    a.add_argument("--method", default="sfda", choices=["sfda", "adabn", "scai"],
+                   help="adaptation method (default sfda; adabn: re-estimate BatchNorm statistics only)")
     a.add_argument("--source", required=True, help="source model checkpoint (trained on labelled source data)")
     a.add_argument("--target", required=True, help="target data spec FORMAT:PATH[@SPLIT]; its labels are withheld")
     a.add_argument("--out", required=True, help="run folder (model.pt = the adapted inference model, last.pt)")

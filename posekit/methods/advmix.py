@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from posekit.data.augment import ADVMIX_OPS, grid_mask, photometric_policy
 from posekit.data.transforms import IMAGE_MEAN, IMAGE_STD
-from posekit.methods.fpd import check_compatible, distillation_loss
+from posekit.methods.fpd import distillation_loss, load_teacher
 from posekit.methods.supervised import Supervised
 
 log = logging.getLogger(__name__)
@@ -156,11 +156,8 @@ class AdvMix(Supervised):
 
         self.teacher = None
         if teacher:
-            from posekit.engine.checkpoint import build_from_checkpoint, load_checkpoint
-            self.teacher, teacher_cfg = build_from_checkpoint(load_checkpoint(teacher))
-            self.teacher.to(self.device).eval().requires_grad_(False)
-            if trainer is not None:
-                check_compatible(teacher_cfg, trainer.model_config(), teacher)
+            self.teacher = load_teacher(teacher, trainer.model_config() if trainer is not None else None,
+                                        self.device)
         elif alpha != 0.1:
             log.info("advmix without a teacher: alpha=%s is unused", alpha)
 
