@@ -17,7 +17,7 @@ at run time: the lite / heavy landmark models come from ``--mediapipe-models DIR
 copied into the installed ``mediapipe`` package, where the legacy ``mp.solutions.pose`` API looks.
 
     /work/mpvenv/bin/python benchmarks/peer_mediapipe.py --mediapipe-models ~/.cache/posekit/mediapipe \\
-        --npm-fetch --checkpoint zoo/lspet_compact.pt [--limit 50] [--threads 1]
+        --npm-fetch --checkpoint zoo/lspet_compact.pt [--checkpoint zoo/lspet_teacher.pt] [--limit 50] [--threads 1]
 """
 from __future__ import annotations
 
@@ -340,7 +340,7 @@ def markdown(result: dict) -> str:
         f"process pinned to {env['threads']} CPU(s) {env['cpus']} of {env['cpu_count']} "
         f"({env['cpu_model']}); torch.set_num_threads({env['threads']}); MediaPipe's XNNPACK uses its "
         f"Linux default of one thread per model. BlazePose time covers detection + landmarks; posekit time "
-        f"covers crop, network{' (with flip test: two crops)' if (result.get('posekit') or {}).get('flip_test') else ''}, "
+        f"covers crop, network{' (with flip test: two crops)' if any(m.get('flip_test') for m in result.get('posekit') or []) else ''}, "
         f"decoding and mapping back.",
         f"mediapipe {env['mediapipe']} (legacy `mp.solutions.pose`, static image mode, "
         f"min_detection_confidence {result['min_detection_confidence']}), torch {env['torch']}, "
@@ -379,8 +379,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--npm-fetch", action="store_true",
                         help=f"run `npm pack {NPM_PACKAGE}` into --mediapipe-models when its files are missing")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="BlazePose variants, comma separated")
-    parser.add_argument("--checkpoint", type=Path, default=None, help="posekit LSP checkpoint (.pt); omit to run "
-                                                                       "only MediaPipe")
+    parser.add_argument("--checkpoint", type=Path, action="append", default=[],
+                        help="posekit LSP checkpoint (.pt); repeat for several; omit to run only MediaPipe")
     parser.add_argument("--no-flip", action="store_true", help="posekit without flip test")
     parser.add_argument("--data", default=DEFAULT_DATA, help="posekit data spec (LSP skeleton)")
     parser.add_argument("--limit", type=int, default=None, help="first N images only (quick run)")
@@ -395,8 +395,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be >= 1")
-    if args.checkpoint is not None and not args.checkpoint.is_file():
-        parser.error(f"checkpoint not found: {args.checkpoint}")
+    for checkpoint in args.checkpoint:
+        if not checkpoint.is_file():
+            parser.error(f"checkpoint not found: {checkpoint}")
     return args
 
 
@@ -423,15 +424,15 @@ def main(argv=None) -> dict:
     model_info = install_landmark_models(args.variants, args.mediapipe_models, args.npm_fetch)
     forbid_downloads()
 
-    methods, posekit_info = [], None
+    methods, posekit_info = [], []
     for variant in args.variants:
         run = run_blazepose(variant, samples, read_image, args.min_detection_confidence)
         methods.append({"name": f"BlazePose {variant}", "box": "own detector", "model": model_info[variant],
                         "run": run})
-    if args.checkpoint is not None:
-        run, posekit_info = run_posekit(args.checkpoint, samples, read_image, flip_test=not args.no_flip)
-        methods.append({"name": f"posekit {args.checkpoint.name}", "box": "GT joints (given)", "model": posekit_info,
-                        "run": run})
+    for checkpoint in args.checkpoint:
+        run, info = run_posekit(checkpoint, samples, read_image, flip_test=not args.no_flip)
+        posekit_info.append(info)
+        methods.append({"name": f"posekit {checkpoint.name}", "box": "GT joints (given)", "model": info, "run": run})
 
     rows = []
     for method in methods:
