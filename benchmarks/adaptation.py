@@ -259,17 +259,19 @@ def markdown(results: dict) -> str:
     source = (f"the trained model `{b['source_checkpoint']}`" if b.get("source_checkpoint") else
               (b.get("source_data") or f"{b['synth_num']} synthetic people ({b['synth_style']}, {b['synth_size']} px)")
               + f", {b['source_epochs']} epochs")
-    title = ("Synthetic -> LSPET" if not (b.get("source_checkpoint") or b.get("source_data")) else "Domain")
+    title = ("Synthetic -> LSPET adaptation" if not (b.get("source_checkpoint") or b.get("source_data"))
+             else "Adaptation")
     if b.get("corrupt"):
-        title += f" ({b['corrupt']} corruption on target and val)"
-    lines = [f"# {title} adaptation ({BACKBONE} {json.dumps(BACKBONE_KWARGS)}, {INPUT[0]}x{INPUT[1]})", "",
+        title += f" to {b['corrupt']}-corrupted images"
+    lines = [f"# {title} ({BACKBONE} {json.dumps(BACKBONE_KWARGS)}, {INPUT[0]}x{INPUT[1]})", "",
              f"Source: {source}. SFDA: {b['sfda_epochs']} epochs on `{b['target']}` "
              f"(labels withheld), lr {b['sfda_lr']:g}, batch {b['batch_size']}"
              + (f", at most {b['max_iters_per_epoch']} iterations per epoch" if b["max_iters_per_epoch"] else "")
              + (f", options {json.dumps(b['sfda_kwargs'])}" if b["sfda_kwargs"] else "")
-             + ". Oracle: " + (f"`{b['oracle']}`" if b["oracle"] else f"trained here, {b['oracle_epochs']} epochs "
-                               "with the target labels"
-                               + (f", starting from `{b['oracle_init']}`" if b.get("oracle_init") else ""))
+             + ((". Oracle: " + (f"`{b['oracle']}`" if b["oracle"] else f"trained here, {b['oracle_epochs']} epochs "
+                                 "with the target labels"
+                                 + (f", starting from `{b['oracle_init']}`" if b.get("oracle_init") else "")))
+                if "oracle" in results["rows"] else "")
              + (f". Target and val images carry the `{b['corrupt']}` corruption (posekit.data.corruptions, "
                 "the pixels `posekit robustness` scores)" if b.get("corrupt") else "")
              + f". Scored on `{b['val']}` with flip test; the SFDA rows use their last epoch's model "
