@@ -75,8 +75,8 @@ SFDA_ROWS = {
 }
 
 
-ROWS = {"source_only": "source only", "adabn": "AdaBN (BatchNorm statistics of the target only)", **{k: v[0] for k, v in SFDA_ROWS.items()},
-        "oracle": "oracle (target labels)"}
+ROWS = {"source_only": "source only", "adabn": "AdaBN (BatchNorm statistics of the target only)",
+        **{k: v[0] for k, v in SFDA_ROWS.items()}, "oracle": "oracle (target labels)"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:

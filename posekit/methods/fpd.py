@@ -134,12 +134,10 @@ class TeacherInStudentFrame:
         return resample(self.teacher(big), self.heatmap_size, self.heatmap_scale)
 
 
-def heatmap_to_input_scale(codec_cfg: dict) -> tuple[float, float]:
-    """Input pixels per heatmap pixel of a heatmap codec config (``HeatmapCodec.heatmap_to_input``)."""
-    (width, height), (w, h) = codec_cfg["input_size"], codec_cfg["heatmap_size"]
-    if codec_cfg.get("unbiased"):
-        return ((width - 1) / (w - 1), (height - 1) / (h - 1))
-    return (width / w, height / h)
+def heatmap_to_input_scale(codec_cfg: dict) -> np.ndarray:
+    """(sx, sy) input pixels per heatmap pixel of a heatmap codec config (its ``heatmap_to_input``)."""
+    from posekit.codecs import build_codec
+    return build_codec(codec_cfg).heatmap_to_input(np.ones(2))
 
 
 def load_teacher(path, student_cfg: dict | None, device="cpu"):

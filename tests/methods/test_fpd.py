@@ -178,8 +178,9 @@ class Subsample(torch.nn.Module):
 
 
 def frame_config(size):
-    return {"num_keypoints": 14, "input_size": [size, size],
-            "codec": {"input_size": [size, size], "heatmap_size": [size // 4, size // 4], "unbiased": False}}
+    """The parts of a checkpoint config the teacher frame reads (a real codec config, as checkpoints store)."""
+    from posekit.codecs.heatmap import HeatmapCodec
+    return {"num_keypoints": 14, "input_size": [size, size], "codec": HeatmapCodec((size, size)).to_config()}
 
 
 def test_a_larger_teacher_answers_in_the_students_frame():
