@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import cv2
@@ -267,3 +268,70 @@ def test_parallel_workers_give_the_same_bytes(tmp_path):
     serial = generate_dataset(tmp_path / "serial", 6, style="textured", seed=5)
     parallel = generate_dataset(tmp_path / "parallel", 6, style="textured", seed=5, workers=2)
     assert _read_dir(serial.parent) == _read_dir(parallel.parent)
+
+
+# ---- frozen outputs ------------------------------------------------------------------------------------
+# SHA-256 of what the generator wrote before synth.py became the posekit/data/synth/ package: a
+# refactor must keep every byte for the same seed. Recorded with opencv-python-headless 5.0.0 and numpy
+# 2.4.6; other versions may draw, blur or JPEG-encode differently, so check those before the code.
+RECORDED_WITH = "opencv 5.0.0, numpy 2.4.6"
+
+FROZEN_DATASETS = {
+    # 4 images, style "mixed" (both styles), LSP-14, 128x96, seed 3
+    "mixed_lsp": {
+        "annotations.json": "908ca70db5da74b2dcd7204a13311701bf13415816d848a4d30854c266901166",
+        "images/000000.jpg": "cc58ef2194239ce2697e6a4c7dee4231bc0ac4a41d6239fd2bac5d86ab987267",
+        "images/000001.jpg": "daa90ad4695f47521432d90858c4ba85447c37ee4f5c733883efe36696df0beb",
+        "images/000002.jpg": "a7f71a0a74351bbd959e3f9eeea90cf7b9835c67df8deada9e6f6c07cf7a3901",
+        "images/000003.jpg": "1630abd7dc670e2468364a073e11b8a308f7e987993ce15e16f2da75667ade23",
+    },
+    # 2 images of 2 people each, style "textured", COCO-17, 96x128, seed 5
+    "textured_coco_2pp": {
+        "annotations.json": "1f68e85bac6211c5f484db283c43335bcb7efc1f91ef860824f6b8eebb52db77",
+        "images/000000.jpg": "33df9dc37c5cd11c23bc8ce9a853903f14cfd9e47b80dc731fb879df35bbc701",
+        "images/000001.jpg": "4125382b3e6c90508d214040992501deb550aaa1ddb3ca871f6d5768f57f78ac",
+    },
+}
+# In-memory renders (no JPEG, which could round a small pixel change away): image, keypoints, box.
+FROZEN_RENDERS = {
+    (7, "flat"): "e66da2c7b60fe4664ddbbc3f219e1c705b35e885d4ce972b2e0c572f987c12bd",
+    (7, "textured"): "2ca1e575006cce0a12500780ff30bf8ed892e808557e11fda36250674e7147e2",
+    (11, "mixed"): "962b2d4dda4962fa74e2663aadd455ccab613fb6e1f7558f28d71da67a3e7204",
+}
+FROZEN_SCENE = "766066e26a34d11892138b52c3891fddde310c860c1cacf2d30acb3c9607c978"
+
+
+def _file_hashes(root):
+    return {name: hashlib.sha256(data).hexdigest() for name, data in _read_dir(root).items()}
+
+
+def _array_hash(*arrays):
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype}{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def test_generated_datasets_match_the_frozen_hashes(tmp_path):
+    made = {
+        "mixed_lsp": generate_dataset(tmp_path / "a", 4, style="mixed", skeleton="lsp", seed=3, size=(128, 96)),
+        "textured_coco_2pp": generate_dataset(tmp_path / "b", 2, style="textured", skeleton="coco", seed=5,
+                                              size=(96, 128), people_per_image=2),
+    }
+    for name, ann in made.items():
+        assert _file_hashes(ann.parent) == FROZEN_DATASETS[name], f"{name} (hashes recorded with {RECORDED_WITH})"
+
+
+def test_renders_match_the_frozen_hashes():
+    for (seed, style), expected in FROZEN_RENDERS.items():
+        got = _array_hash(*render_person_image(seed, style=style, skeleton="coco"))
+        assert got == expected, f"seed {seed}, {style} (hashes recorded with {RECORDED_WITH})"
+    # Two people and an occluder through render_scene with the caller's rng, MPII-16.
+    occluder = Occluder(points=np.array([[70.0, 120], [90, 120], [90, 140], [70, 140]]))
+    people = [Person(), Person(view=View(yaw=60.0, scale=120.0, center=(120.0, 100.0)))]
+    image, annotations = render_scene(people, [occluder], style="textured", skeleton="mpii",
+                                      rng=np.random.default_rng(2))
+    got = _array_hash(image, *[x for a in annotations for x in (a.keypoints, a.box, np.float64(a.area))])
+    assert got == FROZEN_SCENE, f"hashes recorded with {RECORDED_WITH}"
