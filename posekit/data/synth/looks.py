@@ -73,7 +73,8 @@ def _random_shape(image: np.ndarray, rng: np.random.Generator, colour) -> None:
     else:  # a line, or a thick limb-like stick (not every skin-coloured stick is a person)
         angle = rng.uniform(0, np.pi)
         d = np.array([math.cos(angle), math.sin(angle)]) * r * (1.0 if kind == 3 else 0.4)
-        thickness = int(rng.integers(1, max(3, width // 30))) if kind == 3 else int(rng.integers(3, max(4, width // 15)))
+        thickness = (int(rng.integers(1, max(3, width // 30))) if kind == 3
+                     else int(rng.integers(3, max(4, width // 15))))
         cv2.line(image, (int(cx - d[0]), int(cy - d[1])), (int(cx + d[0]), int(cy + d[1])), colour, thickness,
                  cv2.LINE_AA)
 
@@ -84,7 +85,10 @@ def _scenery_colour(rng) -> tuple[int, int, int]:
 
 
 def ground_contact(person: Person, points) -> tuple[float, float, float] | None:
-    """(x, y, scale) of where an upright person's feet touch the ground, None if not upright."""
+    """(x, y, scale) of where an upright person's feet touch the ground, None if not upright.
+
+    points: the person's projected points (name -> (3,) x, y, depth).
+    """
     if abs((person.view.roll + 180) % 360 - 180) > 35:
         return None
     feet = np.stack([points[f"{side}_{p}"][:2] for side, _ in SIDES for p in ("heel", "toe", "ankle")])
@@ -99,7 +103,8 @@ def _horizon(rng, height, ground) -> int | None:
 
 
 def background_flat(rng, height, width, ground=None) -> np.ndarray:
-    """A solid colour or a two-colour gradient, sometimes a flat floor, a few flat shapes and lines."""
+    """(H, W, 3) uint8 RGB: a solid colour or a two-colour gradient, sometimes a flat floor, a few flat
+    shapes and lines. ground: ``ground_contact`` of the nearest person, or None."""
     c0 = np.array(_scenery_colour(rng), np.float32)
     image = np.empty((height, width, 3), np.float32)
     image[:] = c0
@@ -120,8 +125,9 @@ def background_flat(rng, height, width, ground=None) -> np.ndarray:
 
 
 def background_textured(rng, height, width, ground=None) -> np.ndarray:
-    """Cluttered: multi-scale noise (mostly brightness, some hue), often a floor with the person's
-    contact shadow, many shapes (some patterned) and defocus blur."""
+    """(H, W, 3) uint8 RGB, cluttered: multi-scale noise (mostly brightness, some hue), often a floor with
+    the person's contact shadow, many shapes (some patterned) and defocus blur. ground: as for
+    ``background_flat``."""
     base = np.array(_scenery_colour(rng), np.float32)
     image = base + 40 * _smooth_noise(rng, height, width, rng.uniform(2, 6))
     image += 12 * _smooth_noise(rng, height, width, rng.uniform(2, 8), 3)
@@ -198,8 +204,8 @@ def apply_textures(image, label, people: list[Person], rng) -> np.ndarray:
 
 
 def photometric(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Lighting (gamma, gain and colour cast via a lookup table, a light gradient), blur, sensor noise
-    and JPEG artefacts."""
+    """(H, W, 3) uint8 RGB -> same: lighting (gamma, gain and colour cast via a lookup table, a light
+    gradient), blur, sensor noise and JPEG artefacts."""
     height, width = image.shape[:2]
     levels = np.arange(256, dtype=np.float32)[:, None] / 255
     gain = rng.uniform(0.6, 1.3) * rng.uniform(0.88, 1.12, 3)

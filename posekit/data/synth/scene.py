@@ -140,8 +140,7 @@ _OCCLUDER_ANCHORS = ("head_center", "thorax", "pelvis") + tuple(
 
 def _centred_rectangle(width: float, height: float) -> np.ndarray:
     """(4, 2) corners of a ``width`` x ``height`` rectangle centred on the origin."""
-    w, h = width, height
-    return np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2
+    return np.array([[-width, -height], [width, -height], [width, height], [-width, height]]) / 2
 
 
 def _sample_occluders(rng: np.random.Generator, people: list[Person]) -> list[Occluder]:
@@ -175,7 +174,8 @@ def _sample_occluders(rng: np.random.Generator, people: list[Person]) -> list[Oc
     return occluders
 
 
-def sample_scene(rng: np.random.Generator, size: tuple[int, int], num_people: int = 1) -> tuple[list[Person], list[Occluder]]:
+def sample_scene(rng: np.random.Generator, size: tuple[int, int],
+                 num_people: int = 1) -> tuple[list[Person], list[Occluder]]:
     """People (drawn far to near: smaller first) and occluders for one image."""
     people = [sample_person(rng, size, num_people) for _ in range(num_people)]
     people.sort(key=lambda person: person.view.scale)

@@ -19,6 +19,7 @@ from posekit.data.synth.parts import MAX_PEOPLE
 from posekit.data.synth.render import Annotation, check_size, render_scene, skeleton_of
 from posekit.data.synth.scene import sample_scene
 
+#: ``mixed`` picks ``flat`` or ``textured`` per image (from the seed's pick stream).
 STYLES: tuple[str, ...] = ("flat", "textured", "mixed")
 
 
@@ -78,7 +79,7 @@ def _generate_one(task) -> list[dict]:
 
 
 def _init_worker() -> None:
-    # one cv2 thread per worker process: the pool already uses the cores
+    # one cv2 thread per worker process: the pool already has a process per core it may use
     cv2.setNumThreads(1)
 
 
