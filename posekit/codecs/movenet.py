@@ -46,7 +46,8 @@ def _array(x) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+    with np.errstate(over="ignore"):  # exp(-x) = inf for very negative logits: the sigmoid is then 0, as wanted
+        return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
 
 
 def _read_heads(heads: dict, names: tuple[str, ...]) -> dict[str, np.ndarray]:
