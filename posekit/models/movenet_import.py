@@ -95,8 +95,11 @@ def onnx_convs(graph, tensors, path: Path) -> dict[str, dict]:
             key = f"{scope.group(1)}/{_HEAD_ROLES[role_index]}"
         else:
             key = _layer_name(node, consumers)
-        if not key or key in convs:
-            raise ValueError(f"{path}: cannot place Conv node {node.name!r} (layer {key or 'unknown'!r})")
+        if not key:
+            raise ValueError(f"{path}: not a MoveNet graph: Conv node {node.name!r} has no MobileNetV2/FPN/head "
+                             f"layer name")
+        if key in convs:
+            raise ValueError(f"{path}: two Conv nodes claim layer {key!r} (the second is {node.name!r})")
         for name in node.input[1:]:
             if name not in tensors:
                 raise ValueError(f"{path}: Conv {node.name!r} takes a computed weight {name!r}, not a constant")
@@ -224,7 +227,9 @@ def import_movenet(onnx_path, variant: str | None = None) -> tuple[MoveNet, dict
     detected = detect_variant(convs, path)
     if variant is not None and variant != detected:
         raise ValueError(f"{path}: asked for MoveNet {variant!r} but the graph is {detected!r}")
-    num_keypoints = int(convs.get("kpt_heatmap_0/output", {"weight": np.zeros((17,))})["weight"].shape[0])
+    if "kpt_heatmap_0/output" not in convs:
+        raise ValueError(f"{path}: no keypoint heatmap head (kpt_heatmap_0) in the graph")
+    num_keypoints = int(convs["kpt_heatmap_0/output"]["weight"].shape[0])
     model = build_model(f"movenet_{detected}", num_keypoints=num_keypoints).eval()
     native = native_convs(model)
     missing, unexpected = sorted(set(native) - set(convs)), sorted(set(convs) - set(native))
@@ -240,9 +245,9 @@ def import_movenet(onnx_path, variant: str | None = None) -> tuple[MoveNet, dict
             if (entry["bias"] is None) != (conv.bias is None):
                 raise ValueError(f"{path}: layer {key}: bias {'missing' if entry['bias'] is None else 'unexpected'}")
             _check_geometry(key, conv, entry["attrs"], path)
-            conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(entry["weight"], dtype=np.float32)))
+            conv.weight.copy_(torch.tensor(entry["weight"], dtype=torch.float32))
             if conv.bias is not None:
-                conv.bias.copy_(torch.from_numpy(np.ascontiguousarray(entry["bias"], dtype=np.float32).reshape(-1)))
+                conv.bias.copy_(torch.tensor(entry["bias"], dtype=torch.float32).reshape(-1))
     _check_resizes(graph, path)
     stem_node = next(n for n in graph.node if n.name == convs["Conv1_relu"]["node"])
     scale, offset = input_affine(graph, tensors, stem_node.input[0], path)
@@ -270,7 +275,7 @@ def movenet_checkpoint(onnx_path, variant: str | None = None) -> dict:
     from posekit.skeletons import get_skeleton
 
     model, info = import_movenet(onnx_path, variant)
-    input_size = tuple(info["input_size"]) if not info["multipose"] else (256, 256)
+    input_size = tuple(info["input_size"])  # MultiPose's graph is dynamic: its usual 256x256
     skeleton = get_skeleton("coco") if info["num_keypoints"] == 17 else None
     source = {"onnx": info["onnx"], "sha256": info["sha256"], "license": _LICENSE, "author": "Google",
               "model": f"MoveNet {info['variant']}", "importer": "posekit.models.movenet_import",
@@ -282,6 +287,13 @@ def movenet_checkpoint(onnx_path, variant: str | None = None) -> dict:
                         flip_index=tuple(int(i) for i in (skeleton.flip_index if skeleton else range(info["num_keypoints"]))),
                         padding=DEFAULT_PADDING, extra={"source": source})
     return {"model": model.state_dict(), "config": config.to_dict()}
+
+
+def _fail(message) -> int:
+    """One-line error on stderr (exit code 2): the CLI never shows a traceback for bad input."""
+    lines = str(message).splitlines()
+    print(f"error: {lines[0] if lines else 'failed'}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,14 +308,14 @@ def main(argv: list[str] | None = None) -> int:
     from posekit.engine.checkpoint import save_checkpoint
     try:
         payload = movenet_checkpoint(args.onnx, args.variant)
-        save_checkpoint(args.out, payload)
     except ImportError as err:
-        print(f"error: {args.onnx}: reading ONNX needs the 'onnx' package ({err.name})", file=sys.stderr)
-        return 2
+        return _fail(f"{args.onnx}: reading ONNX needs the 'onnx' package ({err.name})")
     except (ValueError, OSError) as err:
-        message = str(err) if str(args.onnx) in str(err) or str(args.out) in str(err) else f"{args.onnx}: {err}"
-        print(f"error: {message.splitlines()[0] if message else type(err).__name__}", file=sys.stderr)
-        return 2
+        return _fail(err if str(args.onnx) in str(err) else f"{args.onnx}: {err}")
+    try:
+        save_checkpoint(args.out, payload)
+    except OSError as err:
+        return _fail(f"{args.out}: cannot write the checkpoint ({err.strerror or err})")
     source = payload["config"]["source"]
     print(f"wrote {args.out}: {payload['config']['model']['name']} from {source['onnx']} (sha256 {source['sha256'][:12]})")
     return 0
