@@ -243,3 +243,18 @@ def test_cli_writes_a_checkpoint_and_reports_bad_files_in_one_line(tmp_path, cap
         assert main([str(bad), "--out", str(tmp_path / "x.pt")]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and str(bad) in err and "\n" not in err and "Traceback" not in err
+
+
+def test_imported_checkpoint_initialises_training_on_another_keypoint_set(tmp_path, tiny_data):
+    from posekit.engine.checkpoint import save_checkpoint
+    from posekit.engine.trainer import Trainer, TrainConfig
+
+    init = tmp_path / "lightning.pt"
+    payload = movenet_checkpoint(onnx_path("lightning"))
+    save_checkpoint(init, payload)
+    cfg = TrainConfig(train=f"coco:{tiny_data}", out=str(tmp_path / "run"), model="movenet_lightning",
+                      input_size=(192, 192), batch_size=8, workers=0, progress=False, init=str(init))
+    state = Trainer(cfg).model.state_dict()                      # LSP-14: the K-sized head convs stay fresh
+    for key in ("trunk.stem.0.1.weight", "fpn.smooth.2.1.bias", "heads.center.1.weight", "heads.heatmap.0.0.weight"):
+        assert torch.equal(state[key], payload["model"][key]), key
+    assert state["heads.heatmap.1.weight"].shape[0] == 14
