@@ -230,7 +230,7 @@ def import_movenet(onnx_path, variant: str | None = None) -> tuple[MoveNet, dict
     if "kpt_heatmap_0/output" not in convs:
         raise ValueError(f"{path}: no keypoint heatmap head (kpt_heatmap_0) in the graph")
     num_keypoints = int(convs["kpt_heatmap_0/output"]["weight"].shape[0])
-    model = build_model(f"movenet_{detected}", num_keypoints=num_keypoints).eval()
+    model = build_model(f"movenet_{detected}", num_keypoints=num_keypoints, heads="all").eval()
     native = native_convs(model)
     missing, unexpected = sorted(set(native) - set(convs)), sorted(set(convs) - set(native))
     if missing or unexpected:
@@ -266,7 +266,8 @@ def import_movenet(onnx_path, variant: str | None = None) -> tuple[MoveNet, dict
 def movenet_checkpoint(onnx_path, variant: str | None = None) -> dict:
     """MoveNet ONNX file -> posekit checkpoint payload ``{"model": state_dict, "config": PoseConfig dict}``.
 
-    The config is what posekit's trainer writes for a heatmap model (HeatmapCodec at the released input
+    The model keeps all of MoveNet's heads (``heads="all"``; ``forward`` still gives the heatmaps). The
+    config is what posekit's trainer writes for a heatmap model (HeatmapCodec at the released input
     size, stride 4, sigma 2, DARK decoding; COCO-17 skeleton and flip index; box padding 1.25) plus a
     ``source`` record: the ONNX file name, its sha256 and the Apache-2.0 licence of Google's weights.
     """
@@ -281,7 +282,8 @@ def movenet_checkpoint(onnx_path, variant: str | None = None) -> dict:
               "model": f"MoveNet {info['variant']}", "importer": "posekit.models.movenet_import",
               "notice": "MoveNet by Google, Apache License 2.0; weights copied unchanged from the ONNX graph. "
                         "Derived models keep this notice and say where they came from."}
-    config = PoseConfig(model=f"movenet_{info['variant']}", model_kwargs={}, num_keypoints=info["num_keypoints"],
+    config = PoseConfig(model=f"movenet_{info['variant']}", model_kwargs={"heads": "all"},
+                        num_keypoints=info["num_keypoints"],
                         codec=HeatmapCodec(input_size=input_size, sigma=2.0, decode="dark").to_config(),
                         input_size=input_size, skeleton=skeleton.name if skeleton else "unknown",
                         flip_index=tuple(int(i) for i in (skeleton.flip_index if skeleton else range(info["num_keypoints"]))),

@@ -199,7 +199,7 @@ def test_checkpoint_config_and_provenance(checkpoint_models):
     from posekit.skeletons import get_skeleton
 
     _, config, _ = checkpoint_models("lightning")
-    assert config["model"] == {"name": "movenet_lightning", "kwargs": {"num_keypoints": 17}}
+    assert config["model"] == {"name": "movenet_lightning", "kwargs": {"num_keypoints": 17, "heads": "all"}}
     assert config["input_size"] == [192, 192] and config["codec"]["heatmap_size"] == [48, 48]
     assert config["codec"]["type"] == "HeatmapCodec" and config["codec"]["decode"] == "dark"
     assert config["skeleton"] == "coco" and config["flip_index"] == get_skeleton("coco").flip_index.tolist()
@@ -254,7 +254,8 @@ def test_imported_checkpoint_initialises_training_on_another_keypoint_set(tmp_pa
     save_checkpoint(init, payload)
     cfg = TrainConfig(train=f"coco:{tiny_data}", out=str(tmp_path / "run"), model="movenet_lightning",
                       input_size=(192, 192), batch_size=8, workers=0, progress=False, init=str(init))
-    state = Trainer(cfg).model.state_dict()                      # LSP-14: the K-sized head convs stay fresh
-    for key in ("trunk.stem.0.1.weight", "fpn.smooth.2.1.bias", "heads.center.1.weight", "heads.heatmap.0.0.weight"):
+    state = Trainer(cfg).model.state_dict()  # heatmap head only; LSP-14: its K-sized output conv stays fresh
+    assert "heads.center.1.weight" not in state
+    for key in ("trunk.stem.0.1.weight", "fpn.smooth.2.1.bias", "heads.heatmap.0.0.weight", "heads.heatmap.0.1.bias"):
         assert torch.equal(state[key], payload["model"][key]), key
     assert state["heads.heatmap.1.weight"].shape[0] == 14

@@ -11,7 +11,7 @@ from posekit.data.transforms import normalize_image
 from posekit.models.backbones.movenet import MOVENET_NORM_SCALE, MoveNet, pad_same_stride2, upsample2x
 from posekit.models.registry import build_model, list_models
 
-#: registered name -> (parameters, as in the released graphs' network, input side, MultiPose)
+#: registered name -> (parameters with heads="all", as in the released graphs' network, input side, MultiPose)
 MODELS = {"movenet_lightning": (2_317_974, 192, False), "movenet_thunder": (6_226_046, 256, False),
           "movenet_multipose": (4_723_346, 256, True)}
 
@@ -26,20 +26,21 @@ def lightning():
 @pytest.mark.parametrize("name", list(MODELS))
 def test_registered_models_build_with_the_graphs_parameter_counts(name):
     params, _, multipose = MODELS[name]
-    model = build_model(name)
+    model = build_model(name, heads="all")
     assert name in list_models("movenet_*")
-    assert isinstance(model, MoveNet) and model.pk_config == {"name": name, "kwargs": {"num_keypoints": 17}}
+    assert isinstance(model, MoveNet) and model.pk_config == {"name": name, "kwargs": {"num_keypoints": 17, "heads": "all"}}
     assert sum(p.numel() for p in model.parameters()) == params
     assert (model.num_keypoints, model.output_stride, model.input_multiple, model.feature_channels) == (17, 4, 32, 24)
     assert model.skeleton == "coco" and model.multipose == multipose
     assert sorted(model.heads) == sorted(["center", "regress", "heatmap", "offset"]
                                          + (["box_scale", "box_offset"] if multipose else []))
+    assert list(build_model(name).heads) == ["heatmap"]  # the default: what posekit trains
 
 
 @pytest.mark.parametrize("name, size", [("movenet_lightning", (192, 192)), ("movenet_lightning", (256, 192)),
                                         ("movenet_thunder", (256, 256)), ("movenet_multipose", (256, 256))])
 def test_output_shapes(name, size):
-    model = build_model(name, num_keypoints=14).eval()
+    model = build_model(name, num_keypoints=14, heads="all").eval()
     h, w = size
     x = torch.randn(2, 3, h, w)
     with torch.no_grad():
@@ -72,7 +73,7 @@ def test_channels_last_gives_the_same_output(lightning):
 
 
 def test_forward_backward_reaches_every_parameter():
-    model = build_model("movenet_multipose", num_keypoints=5).train()
+    model = build_model("movenet_multipose", num_keypoints=5, heads="all").train()
     heads = model.forward_heads(torch.randn(2, 3, 64, 96))
     sum(v.square().mean() for v in heads.values()).backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
@@ -80,6 +81,15 @@ def test_forward_backward_reaches_every_parameter():
     loss = torch.nn.functional.mse_loss(model(torch.randn(2, 3, 64, 64)), torch.rand(2, 5, 16, 16))
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_activations_are_movenets_own_unless_chosen():
+    from posekit.models.layers import HardMish
+
+    def kinds(model):
+        return {type(m) for m in model.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6, HardMish))}
+    assert kinds(build_model("movenet_lightning", heads="all")) == {torch.nn.ReLU6, torch.nn.ReLU}
+    assert kinds(build_model("movenet_lightning", heads="all", act="hardmish")) == {HardMish}
 
 
 # ----------------------------------------------------------------------------------------------- TF geometry

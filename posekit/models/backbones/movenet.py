@@ -7,9 +7,16 @@ The network of TensorFlow's CenterNet MobileNetV2-FPN feature extractor, as Move
 * **FPN** -- 1x1 laterals on the stride-4/8/16 block outputs (blocks 2, 5, 9) and on the 1280-channel top
   map (24/32/64/64 channels), top-down x2 bilinear upsampling, and after each sum a separable conv
   (3x3 depthwise without bias + 1x1 with bias) + ReLU: 64 -> 32 -> 24 -> 24 channels at stride 4;
-* **heads** -- per output a separable conv (24 -> 96) + ReLU + 1x1 conv: ``center`` (1), ``regress`` (2K,
-  centre -> joint ``(dy, dx)`` pairs), ``heatmap`` (K), ``offset`` (2K, sub-pixel ``(dy, dx)``); MultiPose
-  adds ``box_scale`` (2, box ``(h, w)``) and ``box_offset`` (2).
+* **heads** -- per output a separable conv (24 -> 96) + ReLU + 1x1 conv: ``heatmap`` (K) and, with
+  ``heads="all"``, MoveNet's other CenterNet heads ``center`` (1), ``regress`` (2K, centre -> joint
+  ``(dy, dx)`` pairs), ``offset`` (2K, sub-pixel ``(dy, dx)``), and for MultiPose ``box_scale`` (2, box
+  ``(h, w)``) and ``box_offset`` (2).
+
+The registered models default to ``heads="heatmap"``: posekit trains heatmaps, and heads that no loss
+reaches would break DDP and posekit's model contract (every parameter gets a gradient from ``forward_all``).
+The imported pretrained checkpoints use ``heads="all"`` (what :mod:`posekit.codecs.movenet` decodes).
+``act=None`` keeps MoveNet's activations (ReLU6 in the trunk, ReLU elsewhere; the pretrained weights need
+them); a posekit activation name (``"hardmish"``, ...) replaces every one of them.
 
 BatchNorm is folded into the convolutions (so every conv but the separable depthwise ones has a bias), as
 in the released graphs; :mod:`posekit.models.movenet_import` loads those weights unchanged. Two TensorFlow
@@ -21,7 +28,7 @@ posekit contract: input ``(N, 3, H, W)`` normalised with ImageNet mean/std as ev
 it (``input_norm="imagenet"``); a fixed per-channel affine turns that back into MoveNet's own
 ``rgb / 127.5 - 1`` before the padded stem (folding it into the stem would be wrong at the padded border).
 ``forward(x)`` is the keypoint heatmaps after the sigmoid ``(N, K, H/4, W/4)``; ``forward_heads(x)`` gives
-every head's raw logits; ``forward_features(x)`` is the shared FPN feature ``(N, 24, H/4, W/4)`` that all
+the raw logits of every head the model has; ``forward_features(x)`` is the shared FPN feature ``(N, 24, H/4, W/4)`` that all
 heads read (the trunk a new head would sit on). The pretrained keypoints are COCO-17 (``skeleton``).
 """
 from __future__ import annotations
@@ -32,11 +39,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..base import PoseModel
-from ..layers import make_divisible
+from ..heads import HeatmapHead
+from ..layers import make_act, make_divisible
 from ..registry import register_model
 
 __all__ = ["MoveNet", "MobileNetV2Trunk", "MoveNetFPN", "CenterNetHead", "InvertedResidual", "pad_same_stride2",
-           "MOVENET_VARIANTS", "MOVENET_NORM_SCALE", "head_channels"]
+           "upsample2x", "MOVENET_VARIANTS", "MOVENET_NORM_SCALE", "head_channels"]
 
 #: variant -> depth multiplier of the trunk, input side of the released model, MultiPose box heads or not
 MOVENET_VARIANTS = {
@@ -54,7 +62,12 @@ _FPN_TAPS = (2, 5, 9)
 _TOP_CHANNELS = 1280
 _FPN_CHANNELS = (24, 32, 64, 64)     # laterals at stride 4, 8, 16, 32
 _HEAD_HIDDEN = 96
-_PRIOR_LOGIT = -2.19                 # CenterNet's heatmap bias init: sigmoid = 0.1 everywhere
+_PRIOR_LOGIT = -2.19                 # CenterNet's centre-heatmap bias init: sigmoid = 0.1 everywhere
+
+
+def activation(act: str | None, movenet_default: type[nn.Module]) -> nn.Module:
+    """``make_act(act)``, or MoveNet's own activation at this place (ReLU6 / ReLU) when ``act`` is None."""
+    return movenet_default() if act is None else make_act(act)
 
 
 def pad_same_stride2(x: torch.Tensor) -> torch.Tensor:
@@ -91,12 +104,12 @@ class InvertedResidual(nn.Module):
     shapes allow it (stride 1, same channels). Block 0 has no expansion (``expansion=1``).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int, act: str | None = None):
         super().__init__()
         hidden = in_channels * expansion
-        self.expand = (nn.Sequential(conv1x1(in_channels, hidden), nn.ReLU6()) if expansion != 1
+        self.expand = (nn.Sequential(conv1x1(in_channels, hidden), activation(act, nn.ReLU6)) if expansion != 1
                        else nn.Identity())
-        self.depthwise = nn.Sequential(conv3x3(hidden, hidden, stride, groups=hidden), nn.ReLU6())
+        self.depthwise = nn.Sequential(conv3x3(hidden, hidden, stride, groups=hidden), activation(act, nn.ReLU6))
         self.project = conv1x1(hidden, out_channels)
         self.residual = stride == 1 and in_channels == out_channels
 
@@ -124,14 +137,14 @@ class MobileNetV2Trunk(nn.Module):
     The stride-32 map is the 1x1 conv to 1280 channels (Keras ``out_relu``; 1280 at every width here).
     """
 
-    def __init__(self, width: float = 1.0):
+    def __init__(self, width: float = 1.0, act: str | None = None):
         super().__init__()
         if width <= 0:
             raise ValueError(f"width must be > 0, got {width}")
         specs = mobilenet_v2_channels(width)
-        self.stem = nn.Sequential(conv3x3(3, specs[0][0], stride=2), nn.ReLU6())
-        self.blocks = nn.ModuleList(InvertedResidual(*spec) for spec in specs)
-        self.last = nn.Sequential(conv1x1(specs[-1][1], _TOP_CHANNELS), nn.ReLU6())
+        self.stem = nn.Sequential(conv3x3(3, specs[0][0], stride=2), activation(act, nn.ReLU6))
+        self.blocks = nn.ModuleList(InvertedResidual(*spec, act=act) for spec in specs)
+        self.last = nn.Sequential(conv1x1(specs[-1][1], _TOP_CHANNELS), activation(act, nn.ReLU6))
         self.tap_channels = tuple(specs[i][1] for i in _FPN_TAPS) + (_TOP_CHANNELS,)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -145,12 +158,12 @@ class MobileNetV2Trunk(nn.Module):
         return taps
 
 
-class SeparableConvReLU(nn.Sequential):
-    """Keras SeparableConv2D + ReLU: 3x3 depthwise (no bias) -> 1x1 (bias) -> ReLU. (N, C_in, H, W) -> (N, C_out, H, W)."""
+class SeparableConvAct(nn.Sequential):
+    """Keras SeparableConv2D + ReLU: 3x3 depthwise (no bias) -> 1x1 (bias) -> act. (N, C_in, H, W) -> (N, C_out, H, W)."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, act: str | None = None):
         super().__init__(conv3x3(in_channels, in_channels, groups=in_channels, bias=False),
-                         conv1x1(in_channels, out_channels), nn.ReLU())
+                         conv1x1(in_channels, out_channels), activation(act, nn.ReLU))
 
 
 def upsample2x(x: torch.Tensor) -> torch.Tensor:
@@ -165,11 +178,11 @@ class MoveNetFPN(nn.Module):
     the sum at stride ``16 / 2^i`` (64 -> 32, 32 -> 24, 24 -> 24 channels).
     """
 
-    def __init__(self, tap_channels: tuple[int, int, int, int]):
+    def __init__(self, tap_channels: tuple[int, int, int, int], act: str | None = None):
         super().__init__()
         self.lateral = nn.ModuleList(conv1x1(c, f) for c, f in zip(tap_channels, _FPN_CHANNELS))
-        self.smooth = nn.ModuleList(SeparableConvReLU(_FPN_CHANNELS[i], _FPN_CHANNELS[i - 1]) for i in (2, 1))
-        self.smooth.append(SeparableConvReLU(_FPN_CHANNELS[0], _FPN_CHANNELS[0]))
+        self.smooth = nn.ModuleList(SeparableConvAct(_FPN_CHANNELS[i], _FPN_CHANNELS[i - 1], act) for i in (2, 1))
+        self.smooth.append(SeparableConvAct(_FPN_CHANNELS[0], _FPN_CHANNELS[0], act))
         self.out_channels = _FPN_CHANNELS[0]
 
     def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
@@ -180,19 +193,34 @@ class MoveNetFPN(nn.Module):
 
 
 class CenterNetHead(nn.Sequential):
-    """Separable conv (C -> 96) + ReLU -> 1x1 conv: (N, C, h, w) -> (N, out_channels, h, w) raw outputs."""
+    """Separable conv (C -> 96) + act -> 1x1 conv: (N, C, h, w) -> (N, out_channels, h, w) raw outputs.
 
-    def __init__(self, in_channels: int, out_channels: int, bias_init: float = 0.0):
-        super().__init__(SeparableConvReLU(in_channels, _HEAD_HIDDEN), conv1x1(_HEAD_HIDDEN, out_channels))
-        nn.init.constant_(self[-1].bias, bias_init)
+    ``output`` replaces the final 1x1 conv (the heatmap head uses posekit's :class:`HeatmapHead`).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, act: str | None = None, bias_init: float = 0.0,
+                 output: nn.Conv2d | None = None):
+        if output is None:
+            output = conv1x1(_HEAD_HIDDEN, out_channels)
+            nn.init.constant_(output.bias, bias_init)
+        super().__init__(SeparableConvAct(in_channels, _HEAD_HIDDEN, act), output)
 
 
-def head_channels(num_keypoints: int, multipose: bool) -> dict[str, int]:
-    """Raw output channels per head name (in the order the graphs list them)."""
+def head_channels(num_keypoints: int, multipose: bool, heads: str = "all") -> dict[str, int]:
+    """Raw output channels per head name (in the order the graphs list them); ``heads="heatmap"``: that one only."""
+    if heads not in ("all", "heatmap"):
+        raise ValueError(f"heads must be 'all' or 'heatmap', got {heads!r}")
     channels = {"center": 1, "regress": 2 * num_keypoints, "heatmap": num_keypoints, "offset": 2 * num_keypoints}
     if multipose:
         channels.update(box_scale=2, box_offset=2)
-    return channels
+    return channels if heads == "all" else {"heatmap": num_keypoints}
+
+
+def build_head(name: str, in_channels: int, channels: int, act: str | None) -> CenterNetHead:
+    """The head ``name``: posekit's small-init heatmap conv; CenterNet's prior bias on the centre logits."""
+    if name == "heatmap":
+        return CenterNetHead(in_channels, channels, act, output=HeatmapHead(_HEAD_HIDDEN, channels))
+    return CenterNetHead(in_channels, channels, act, bias_init=_PRIOR_LOGIT if name == "center" else 0.0)
 
 
 def posekit_to_movenet_affine() -> tuple[np.ndarray, np.ndarray]:
@@ -209,15 +237,17 @@ class MoveNet(PoseModel):
     Args:
         num_keypoints: K (17 for the pretrained COCO models).
         width: MobileNetV2 depth multiplier (1.0 Lightning, 1.75 Thunder, 1.5 MultiPose).
-        multipose: add the ``box_scale`` and ``box_offset`` heads.
+        multipose: MultiPose's ``box_scale`` and ``box_offset`` heads come with ``heads="all"``.
+        heads: ``"heatmap"`` (what posekit trains) or ``"all"`` (MoveNet's CenterNet heads, for its decoders).
+        act: None (MoveNet's ReLU6 / ReLU) or a posekit activation name for every activation layer.
         input_norm: ``"imagenet"`` (posekit's input) or ``"movenet"`` (already ``rgb / 127.5 - 1``).
     """
 
     input_multiple = 32
     min_input_size = 32
 
-    def __init__(self, num_keypoints: int = 17, width: float = 1.0, multipose: bool = False,
-                 input_norm: str = "imagenet"):
+    def __init__(self, num_keypoints: int = 17, width: float = 1.0, multipose: bool = False, heads: str = "heatmap",
+                 act: str | None = None, input_norm: str = "imagenet"):
         super().__init__(num_keypoints, feature_channels=_FPN_CHANNELS[0])
         if input_norm not in ("imagenet", "movenet"):
             raise ValueError(f"input_norm must be 'imagenet' or 'movenet', got {input_norm!r}")
@@ -230,11 +260,10 @@ class MoveNet(PoseModel):
         # not persistent: a fixed property of the input convention, not a weight of the checkpoint
         self.register_buffer("input_scale", torch.tensor(scale, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("input_shift", torch.tensor(shift, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self.trunk = MobileNetV2Trunk(width)
-        self.fpn = MoveNetFPN(self.trunk.tap_channels)
-        self.heads = nn.ModuleDict(
-            (name, CenterNetHead(self.fpn.out_channels, channels, _PRIOR_LOGIT if name in ("center", "heatmap") else 0.0))
-            for name, channels in head_channels(num_keypoints, multipose).items())
+        self.trunk = MobileNetV2Trunk(width, act)
+        self.fpn = MoveNetFPN(self.trunk.tap_channels, act)
+        self.heads = nn.ModuleDict((name, build_head(name, self.fpn.out_channels, channels, act))
+                                   for name, channels in head_channels(num_keypoints, multipose, heads).items())
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> shared FPN feature (N, 24, H/4, W/4), the input of every head."""
@@ -242,7 +271,7 @@ class MoveNet(PoseModel):
         return self.fpn(self.trunk(x * self.input_scale + self.input_shift))
 
     def forward_heads(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(N, 3, H, W) -> {head name: raw logits (N, C, H/4, W/4)}, before any sigmoid."""
+        """(N, 3, H, W) -> {head name: raw logits (N, C, H/4, W/4)} of every head the model has, before any sigmoid."""
         features = self.forward_features(x)
         return {name: head(features) for name, head in self.heads.items()}
 
