@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .base import CODECS, Codec
 from .heatmap import _as_size
 from .rle import rle_sigma
 
@@ -25,7 +26,8 @@ def _to_numpy_f32(value) -> np.ndarray:
     return np.asarray(value, dtype=np.float32)
 
 
-class RegressionCodec:
+@CODECS.register
+class RegressionCodec(Codec):
     """Keypoints (model-input pixels) <-> normalised coordinates in about ``(-0.5, 0.5)``.
 
     Args:
@@ -105,22 +107,6 @@ class RegressionCodec:
                 raise ValueError(f"sigma must have the shape of coords {coords.shape}, got {sigma.shape}")
             scores = (1.0 - sigma).mean(axis=2).astype(np.float32)
         return self.from_target(coords.astype(np.float64)).astype(np.float32), scores
-
-    def to_config(self) -> dict:
-        return {"type": "RegressionCodec", "input_size": list(self.input_size),
-                "ignore_outside": self.ignore_outside, "normalized": self.normalized}
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "RegressionCodec":
-        cfg = dict(cfg)
-        kind = cfg.pop("type", cls.__name__)
-        if kind != cls.__name__:
-            raise ValueError(f"config describes a {kind}, not a {cls.__name__}")
-        return cls(**cfg)
-
-    def __repr__(self) -> str:
-        return (f"RegressionCodec(input_size={self.input_size}, ignore_outside={self.ignore_outside}, "
-                f"normalized={self.normalized})")
 
 
 def _sigma_from_raw(raw: np.ndarray) -> np.ndarray:
