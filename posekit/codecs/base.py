@@ -20,9 +20,11 @@ import inspect
 import json
 from typing import Any, ClassVar
 
+import numpy as np
+
 from posekit.registry import Registry
 
-__all__ = ["Codec", "CODECS", "build_codec"]
+__all__ = ["Codec", "CODECS", "build_codec", "check_person"]
 
 #: codec class name -> codec class
 CODECS = Registry("codec")
@@ -83,6 +85,21 @@ class Codec:
         args = ", ".join(f"{name}={getattr(self, self.config_attributes.get(name, name))!r}"
                          for name in self.config_fields())
         return f"{type(self).__name__}({args})"
+
+
+def check_person(keypoints, visible) -> tuple[np.ndarray, np.ndarray]:
+    """What every ``encode`` checks first: keypoints (K, 2) -> float64 array, visible (K,) -> the labelled mask
+    ``visible > 0``. Unlabelled joints may hold anything (NaN included); labelled ones must be finite."""
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    visible = np.asarray(visible)
+    if keypoints.ndim != 2 or keypoints.shape[1] != 2:
+        raise ValueError(f"keypoints must be (K, 2), got shape {keypoints.shape}")
+    if visible.shape != (keypoints.shape[0],):
+        raise ValueError(f"visible must be ({keypoints.shape[0]},), got shape {visible.shape}")
+    labelled = visible > 0
+    if not np.isfinite(keypoints[labelled]).all():
+        raise ValueError("keypoints of visible joints must be finite")
+    return keypoints, labelled
 
 
 def build_codec(config: dict) -> Codec:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CODECS, Codec
+from .base import CODECS, Codec, check_person
 from .dark import _to_numpy, dark_decode, heatmap_peaks
 
 __all__ = ["HeatmapCodec", "argmax_decode", "render_gaussians"]
@@ -142,16 +142,7 @@ class HeatmapCodec(Codec):
         and for joints whose ``3 sigma`` box around the centre holds no heatmap pixel (their map is all
         zeros), 1 otherwise.
         """
-        keypoints = np.asarray(keypoints, dtype=np.float64)
-        visible = np.asarray(visible)
-        if keypoints.ndim != 2 or keypoints.shape[1] != 2:
-            raise ValueError(f"keypoints must be (K, 2), got shape {keypoints.shape}")
-        if visible.shape != (keypoints.shape[0],):
-            raise ValueError(f"visible must be ({keypoints.shape[0]},), got shape {visible.shape}")
-        labelled = visible > 0
-        if not np.isfinite(keypoints[labelled]).all():
-            raise ValueError("keypoints of visible joints must be finite")
-
+        keypoints, labelled = check_person(keypoints, visible)
         w, h = self.heatmap_size
         centers = np.where(labelled[:, None], self.input_to_heatmap(np.nan_to_num(keypoints)), 0.0)
         if not self.unbiased:

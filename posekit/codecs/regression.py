@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import CODECS, Codec
+from .base import CODECS, Codec, check_person
 from .heatmap import _as_size
 from .rle import rle_sigma
 
@@ -71,15 +71,7 @@ class RegressionCodec(Codec):
         Returns ``coords`` (K, 2) float32 in target units (normalised by default; 0 for ignored joints)
         and ``weights`` (K,) float32.
         """
-        keypoints = np.asarray(keypoints, dtype=np.float64)
-        visible = np.asarray(visible)
-        if keypoints.ndim != 2 or keypoints.shape[1] != 2:
-            raise ValueError(f"keypoints must be (K, 2), got shape {keypoints.shape}")
-        if visible.shape != (keypoints.shape[0],):
-            raise ValueError(f"visible must be ({keypoints.shape[0]},), got shape {visible.shape}")
-        valid = visible > 0
-        if not np.isfinite(keypoints[valid]).all():
-            raise ValueError("keypoints of visible joints must be finite")
+        keypoints, valid = check_person(keypoints, visible)
         if self.ignore_outside:
             valid &= ((keypoints >= 0) & (keypoints <= self._size - 1)).all(axis=1)
         coords = np.where(valid[:, None], self.to_target(np.nan_to_num(keypoints)), 0.0)
