@@ -244,7 +244,7 @@ def score(checkpoint, args) -> dict:
 def score_target_model(checkpoint, args) -> dict:
     """The same metrics for SFDA's target model f_tg, kept in the run's ``last.pt`` (f_in is the one deployed):
     whether the target branch itself moved, when f_in (its slow EMA) barely did."""
-    from posekit.engine.checkpoint import load_checkpoint
+    from posekit.checkpoint import load_checkpoint
     from posekit.engine.evaluate import evaluate
     from posekit.inference.predictor import Predictor
     last = load_checkpoint(Path(checkpoint).with_name("last.pt"))

@@ -226,7 +226,7 @@ def network_latency(model: torch.nn.Module, input_size, repeats: int, threads: i
 
 
 def evaluate_row(row: str, training: dict, args) -> dict:
-    from posekit.engine.checkpoint import build_from_checkpoint
+    from posekit.checkpoint import build_from_checkpoint
     from posekit.engine.evaluate import evaluate
     from posekit.inference.predictor import Predictor
     from posekit.models import reparameterize
@@ -255,7 +255,7 @@ def evaluate_row(row: str, training: dict, args) -> dict:
 
 def remeasure_latency(results: dict, args) -> None:
     """Time every finished row's network again, back to back, with the same threads and repeats."""
-    from posekit.engine.checkpoint import build_from_checkpoint
+    from posekit.checkpoint import build_from_checkpoint
     from posekit.models import reparameterize
     for name, r in results["rows"].items():
         model, config = build_from_checkpoint(r["checkpoint"])

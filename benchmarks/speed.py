@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posekit.engine.checkpoint import build_from_checkpoint
+from posekit.checkpoint import build_from_checkpoint
 from posekit.inference.export import export_onnx
 from posekit.inference.predictor import Predictor
 from posekit.models import reparameterize

@@ -30,10 +30,31 @@ class PoseConfig:
     input_size: tuple[int, int]                  # (W, H)
     skeleton: str                                # "lsp" | "coco" | "mpii" | a dataset's own name
     flip_index: tuple[int, ...]
-    head: str = "heatmap"                        # posekit.models.heads.HEAD_TYPES
+    head: str = "heatmap"                        # a registered head type (posekit.models.heads.HEADS)
     head_kwargs: dict = field(default_factory=dict)
     padding: float = DEFAULT_PADDING
     extra: dict = field(default_factory=dict)    # JSON-able provenance: the training options, import source, ...
+
+    def __post_init__(self):
+        # one canonical form whatever the caller passed (lists or tuples, numpy ints, ...), so two configs
+        # of the same model compare equal and to_dict() is JSON-able
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        put("num_keypoints", int(self.num_keypoints))
+        put("input_size", tuple(int(v) for v in self.input_size))
+        put("flip_index", tuple(int(i) for i in self.flip_index))
+        put("padding", float(self.padding))
+        for name in ("model_kwargs", "codec", "head_kwargs", "extra"):
+            put(name, dict(getattr(self, name) or {}))
+        if self.num_keypoints < 1:
+            raise ValueError(f"num_keypoints must be >= 1, got {self.num_keypoints}")
+        if len(self.input_size) != 2:
+            raise ValueError(f"input_size must be (W, H), got {self.input_size}")
+        if len(self.flip_index) != self.num_keypoints:
+            raise ValueError(f"flip_index has {len(self.flip_index)} entries for {self.num_keypoints} keypoints")
+        if "num_keypoints" in self.model_kwargs:
+            raise ValueError("model_kwargs must not repeat num_keypoints (it is its own field)")
 
     # -- building ----------------------------------------------------------------------------------
     def build_model(self):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from posekit.engine.checkpoint import load_checkpoint, save_checkpoint
+from posekit.checkpoint import load_checkpoint, load_model, save_checkpoint
 
 #: The 12 LSP joints that MediaPipe BlazePose also predicts (everything but neck and head top).
 LSP_SHARED_WITH_BLAZEPOSE = ["right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
@@ -54,13 +54,12 @@ def measure(checkpoint, val_spec: str) -> dict:
     For LSP data also the PCK on the 12 joints shared with BlazePose (``pck@0.2_torso_12``).
     """
     from posekit.engine.evaluate import evaluate_samples
-    from posekit.data.formats import load_samples, parse_spec
+    from posekit.data.formats import load_samples, oks_ground_truth
     from posekit.inference.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint)
     samples = load_samples(val_spec)
-    fmt, path, _ = parse_spec(val_spec)
-    metrics = evaluate_samples(predictor, samples, coco_gt=path if fmt == "coco" else None)
+    metrics = evaluate_samples(predictor, samples, coco_gt=oks_ground_truth(val_spec))
     if samples and samples[0].skeleton == "lsp":
         shared = evaluate_samples(predictor, samples, joints=LSP_SHARED_WITH_BLAZEPOSE)
         metrics["pck@0.2_torso_12"] = shared["pck@0.2_torso"]
@@ -98,20 +97,20 @@ def publish(checkpoint, name: str, *, val: str, role: str, method: str, dataset:
             run_dir=None, zoo_dir="zoo", notes: str = "") -> dict:
     """Slim ``checkpoint`` into ``zoo_dir/name.pt``, measure it on ``val``, write its card, update the index."""
     from posekit.models.flops import model_info
-    from posekit.engine.checkpoint import build_from_checkpoint
 
     zoo_dir = Path(zoo_dir)
     zoo_dir.mkdir(parents=True, exist_ok=True)
     target = zoo_dir / f"{name}.pt"
     save_checkpoint(target, slim_payload(load_checkpoint(checkpoint)))
-    model, config = build_from_checkpoint(target)
-    info = model_info(model, input_size=tuple(config["input_size"]))
+    model, config = load_model(target)
+    stored = config.to_dict()
+    info = model_info(model, input_size=config.input_size)
     metrics = measure(target, val)
     headline = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
     entry = {"name": name, "file": target.as_posix(), "card": (zoo_dir / f"{name}.md").as_posix(), "dataset": dataset,
-             "val": val, "method": method, "role": role, "skeleton": config.get("skeleton"),
-             "model": config["model"], "input_size": config["input_size"],
-             "decode": config["codec"].get("decode", "dark"), "params": int(info["params"]),
+             "val": val, "method": method, "role": role, "skeleton": config.skeleton,
+             "model": stored["model"], "input_size": stored["input_size"],
+             "decode": config.codec.get("decode", "dark"), "params": int(info["params"]),
              "flops": int(info["flops"]), "metrics": headline, "command": command, "budget": budget,
              "wall_seconds": run_wall_seconds(run_dir) if run_dir else None, "notes": notes}
     (zoo_dir / f"{name}.md").write_text(card_markdown(entry, metrics))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from posekit.cli import main
-from posekit.engine.checkpoint import load_checkpoint
+from posekit.checkpoint import load_checkpoint
 from posekit.zoo import half_weights_ok, measure, publish, read_index, slim_payload
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"

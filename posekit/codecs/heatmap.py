@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .base import CODECS, Codec, check_person
 from .dark import _to_numpy, dark_decode, heatmap_peaks
 
 __all__ = ["HeatmapCodec", "argmax_decode", "render_gaussians"]
@@ -79,7 +80,8 @@ def argmax_decode(heatmaps):
     return restore(coords), restore(maxvals.astype(np.float32))
 
 
-class HeatmapCodec:
+@CODECS.register
+class HeatmapCodec(Codec):
     """Keypoints (model-input pixels) <-> Gaussian heatmaps; heads never see Gaussians.
 
     Args:
@@ -92,6 +94,8 @@ class HeatmapCodec:
         decode: ``"dark"`` (:func:`dark_decode`) or ``"argmax"`` (:func:`argmax_decode`).
         blur_kernel: odd DARK blur kernel size.
     """
+
+    config_attributes = {"decode": "decode_method"}  # ``decode`` is the method
 
     def __init__(self, input_size=(192, 256), heatmap_size=None, sigma: float = 2.0,
                  unbiased: bool = False, decode: str = "dark", blur_kernel: int = 11):
@@ -138,16 +142,7 @@ class HeatmapCodec:
         and for joints whose ``3 sigma`` box around the centre holds no heatmap pixel (their map is all
         zeros), 1 otherwise.
         """
-        keypoints = np.asarray(keypoints, dtype=np.float64)
-        visible = np.asarray(visible)
-        if keypoints.ndim != 2 or keypoints.shape[1] != 2:
-            raise ValueError(f"keypoints must be (K, 2), got shape {keypoints.shape}")
-        if visible.shape != (keypoints.shape[0],):
-            raise ValueError(f"visible must be ({keypoints.shape[0]},), got shape {visible.shape}")
-        labelled = visible > 0
-        if not np.isfinite(keypoints[labelled]).all():
-            raise ValueError("keypoints of visible joints must be finite")
-
+        keypoints, labelled = check_person(keypoints, visible)
         w, h = self.heatmap_size
         centers = np.where(labelled[:, None], self.input_to_heatmap(np.nan_to_num(keypoints)), 0.0)
         if not self.unbiased:
@@ -184,23 +179,3 @@ class HeatmapCodec:
         else:
             coords, scores = argmax_decode(array)
         return self.heatmap_to_input(coords).astype(np.float32), scores
-
-    # ----------------------------------------------------------------------------------------- config
-    def to_config(self) -> dict:
-        """JSON-able description; ``HeatmapCodec.from_config(codec.to_config())`` rebuilds it."""
-        return {"type": "HeatmapCodec", "input_size": list(self.input_size),
-                "heatmap_size": list(self.heatmap_size), "sigma": self.sigma, "unbiased": self.unbiased,
-                "decode": self.decode_method, "blur_kernel": self.blur_kernel}
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "HeatmapCodec":
-        cfg = dict(cfg)
-        kind = cfg.pop("type", cls.__name__)
-        if kind != cls.__name__:
-            raise ValueError(f"config describes a {kind}, not a {cls.__name__}")
-        return cls(**cfg)
-
-    def __repr__(self) -> str:
-        return (f"HeatmapCodec(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
-                f"sigma={self.sigma}, unbiased={self.unbiased}, decode={self.decode_method!r}, "
-                f"blur_kernel={self.blur_kernel})")

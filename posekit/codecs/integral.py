@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .base import CODECS, Codec
 from .heatmap import _as_size
 from .regression import RegressionCodec
 
@@ -126,7 +127,8 @@ def js_regulariser(heatmaps: torch.Tensor, mu: torch.Tensor, sigma_t: float = 1.
     return 0.5 * kl(heatmaps, mixture) + 0.5 * kl(target, mixture)
 
 
-class IntegralCodec:
+@CODECS.register
+class IntegralCodec(Codec):
     """Keypoints <-> normalised coordinates; model outputs are heatmap logits decoded by expectation.
 
     Training targets are those of :class:`RegressionCodec` (``coords`` in ``i / w - 0.5``-consistent
@@ -184,20 +186,3 @@ class IntegralCodec:
             scores = torch.sigmoid(tensor.flatten(2).amax(dim=2))
         coords, _ = self._regression.decode(uv.numpy())
         return coords, scores.numpy().astype(np.float32)
-
-    def to_config(self) -> dict:
-        return {"type": "IntegralCodec", "input_size": list(self.input_size),
-                "heatmap_size": list(self.heatmap_size), "normalization": self.normalization,
-                "beta": self.beta, "ignore_outside": self.ignore_outside}
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "IntegralCodec":
-        cfg = dict(cfg)
-        kind = cfg.pop("type", cls.__name__)
-        if kind != cls.__name__:
-            raise ValueError(f"config describes a {kind}, not a {cls.__name__}")
-        return cls(**cfg)
-
-    def __repr__(self) -> str:
-        return (f"IntegralCodec(input_size={self.input_size}, heatmap_size={self.heatmap_size}, "
-                f"normalization={self.normalization!r}, beta={self.beta})")

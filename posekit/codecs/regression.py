@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .base import CODECS, Codec, check_person
 from .heatmap import _as_size
 from .rle import rle_sigma
 
@@ -25,7 +26,8 @@ def _to_numpy_f32(value) -> np.ndarray:
     return np.asarray(value, dtype=np.float32)
 
 
-class RegressionCodec:
+@CODECS.register
+class RegressionCodec(Codec):
     """Keypoints (model-input pixels) <-> normalised coordinates in about ``(-0.5, 0.5)``.
 
     Args:
@@ -69,15 +71,7 @@ class RegressionCodec:
         Returns ``coords`` (K, 2) float32 in target units (normalised by default; 0 for ignored joints)
         and ``weights`` (K,) float32.
         """
-        keypoints = np.asarray(keypoints, dtype=np.float64)
-        visible = np.asarray(visible)
-        if keypoints.ndim != 2 or keypoints.shape[1] != 2:
-            raise ValueError(f"keypoints must be (K, 2), got shape {keypoints.shape}")
-        if visible.shape != (keypoints.shape[0],):
-            raise ValueError(f"visible must be ({keypoints.shape[0]},), got shape {visible.shape}")
-        valid = visible > 0
-        if not np.isfinite(keypoints[valid]).all():
-            raise ValueError("keypoints of visible joints must be finite")
+        keypoints, valid = check_person(keypoints, visible)
         if self.ignore_outside:
             valid &= ((keypoints >= 0) & (keypoints <= self._size - 1)).all(axis=1)
         coords = np.where(valid[:, None], self.to_target(np.nan_to_num(keypoints)), 0.0)
@@ -105,22 +99,6 @@ class RegressionCodec:
                 raise ValueError(f"sigma must have the shape of coords {coords.shape}, got {sigma.shape}")
             scores = (1.0 - sigma).mean(axis=2).astype(np.float32)
         return self.from_target(coords.astype(np.float64)).astype(np.float32), scores
-
-    def to_config(self) -> dict:
-        return {"type": "RegressionCodec", "input_size": list(self.input_size),
-                "ignore_outside": self.ignore_outside, "normalized": self.normalized}
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "RegressionCodec":
-        cfg = dict(cfg)
-        kind = cfg.pop("type", cls.__name__)
-        if kind != cls.__name__:
-            raise ValueError(f"config describes a {kind}, not a {cls.__name__}")
-        return cls(**cfg)
-
-    def __repr__(self) -> str:
-        return (f"RegressionCodec(input_size={self.input_size}, ignore_outside={self.ignore_outside}, "
-                f"normalized={self.normalized})")
 
 
 def _sigma_from_raw(raw: np.ndarray) -> np.ndarray:

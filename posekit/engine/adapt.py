@@ -13,7 +13,7 @@ ordinary one: ``model.pt`` / ``best.pt`` hold the adapted inference model (loada
 """
 from __future__ import annotations
 
-from posekit.engine.checkpoint import load_checkpoint
+from posekit.checkpoint import load_checkpoint
 
 #: SFDA defaults (the paper's loss weights and EMA momentum; tau as in the authors' code)
 SFDA_DEFAULTS = {"alpha": 0.7, "beta": 0.5, "gamma": 0.85, "ema": 0.999, "tau": 1.0}

@@ -5,7 +5,8 @@ import logging
 
 import numpy as np
 
-from posekit.data.formats import load_samples, parse_spec
+from posekit.config import PoseConfig
+from posekit.data.formats import load_samples, oks_ground_truth
 from posekit.data.sample import Sample
 from posekit.skeletons import SKELETONS, get_skeleton
 
@@ -26,7 +27,11 @@ def predict_all(predictor, samples: list[Sample]) -> tuple[np.ndarray, list[Samp
 
 
 def model_skeleton(predictor) -> str | None:
-    """The skeleton name a predictor (or a wrapper exposing ``config``) was trained on, if it says."""
+    """The skeleton name a predictor (or a wrapper exposing its ``pose_config``) was trained on, if it says;
+    a duck-typed predictor may expose a plain ``config`` dict instead."""
+    config = getattr(predictor, "pose_config", None)
+    if isinstance(config, PoseConfig):
+        return config.skeleton
     config = getattr(predictor, "config", None)
     return config.get("skeleton") if isinstance(config, dict) else None
 
@@ -98,5 +103,4 @@ def evaluate_samples(predictor, samples: list[Sample], *, coco_gt=None, joints=N
 def evaluate(predictor, spec: str, *, joints=None) -> dict:
     """Evaluate on a data spec such as ``lsp:DIR@val`` or ``coco:ANN.json``."""
     samples = load_samples(spec)
-    fmt, path, _ = parse_spec(spec)
-    return evaluate_samples(predictor, samples, coco_gt=path if fmt == "coco" else None, joints=joints)
+    return evaluate_samples(predictor, samples, coco_gt=oks_ground_truth(spec), joints=joints)

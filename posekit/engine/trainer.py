@@ -44,7 +44,7 @@ from posekit.codecs import HeatmapCodec, IntegralCodec, RegressionCodec
 from posekit.data.dataset import TopDownDataset
 from posekit.data.formats import load_samples
 from posekit.data.transforms import AugmentConfig
-from posekit.engine.checkpoint import check_writable, load_checkpoint, save_checkpoint
+from posekit.checkpoint import check_writable, load_checkpoint, save_checkpoint
 from posekit.losses import build_head_loss, check_finite
 from posekit.methods import build_method
 from posekit.models.base import CoordinateModel

@@ -1,7 +1,7 @@
-"""ONNX export. The posekit config travels inside the .onnx file (metadata 'posekit_config'), so an
-exported model runs with ONNX Runtime alone: ``Predictor.from_onnx(path)``. Any head exports: the graph's
-one output is the network's raw output (heatmaps, DSNT logits, or (N, K, 2|4) coordinates), which the
-stored codec decodes."""
+"""ONNX export. The posekit config travels inside the .onnx file (metadata 'posekit_config', the JSON of
+:meth:`posekit.config.PoseConfig.to_dict`), so an exported model runs with ONNX Runtime alone:
+``Predictor.from_onnx(path)``. Any head exports: the graph's one output is the network's raw output
+(heatmaps, DSNT logits, or (N, K, 2|4) coordinates), which the stored codec decodes."""
 from __future__ import annotations
 
 import json
@@ -9,18 +9,17 @@ from pathlib import Path
 
 import torch
 
-from posekit.engine.checkpoint import build_from_checkpoint
+from posekit.checkpoint import load_model
 
 
 def export_onnx(checkpoint, out, *, opset: int = 17, batch: int = 1) -> Path:
     """Write the checkpoint's network (image crops (N, 3, H, W) -> raw outputs) as ONNX with a dynamic batch axis."""
     import onnx
 
-
-    model, config = build_from_checkpoint(checkpoint)
+    model, config = load_model(checkpoint)
     if hasattr(model, "reparameterize"):  # deploy form: fewer, plain convolutions
         model = model.reparameterize().eval()
-    w, h = config["input_size"]
+    w, h = config.input_size
     dummy = torch.zeros(batch, 3, h, w)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -28,13 +27,13 @@ def export_onnx(checkpoint, out, *, opset: int = 17, batch: int = 1) -> Path:
                       dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}}, opset_version=opset, dynamo=False)
     proto = onnx.load(str(out))
     entry = proto.metadata_props.add()
-    entry.key, entry.value = "posekit_config", json.dumps(config)
+    entry.key, entry.value = "posekit_config", json.dumps(config.to_dict())
     onnx.save(proto, str(out))
     return out
 
 
 def onnx_config(path) -> dict:
-    """The posekit config stored in an exported model."""
+    """The posekit config stored in an exported model: the dict layout (``PoseConfig.from_dict`` reads it)."""
     import onnx
 
     proto = onnx.load(str(path), load_external_data=False)

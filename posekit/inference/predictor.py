@@ -17,12 +17,13 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from posekit.codecs import HeatmapCodec, build_codec
+from posekit.checkpoint import load_model
+from posekit.codecs import HeatmapCodec
+from posekit.config import PoseConfig
 from posekit.data.io import read_image
 from posekit.data.sample import DataError, Sample
 from posekit.data.transforms import (affine_points, box_to_center_scale, crop_matrix, invert_affine,
                                      normalize_image, warp_image)
-from posekit.engine.checkpoint import build_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +35,24 @@ class Predictor:
     >>> keypoints = predictor.predict(image, boxes)   # image (H, W, 3) uint8 RGB, boxes (M, 4) xywh -> (M, K, 3)
     """
 
-    def __init__(self, model, config: dict, *, backend: str = "torch", onnx_path=None, flip_test: bool = True,
-                 batch_size: int = 32, device: str = "cpu", decode: str | None = None,
+    def __init__(self, model, config: PoseConfig | dict, *, backend: str = "torch", onnx_path=None,
+                 flip_test: bool = True, batch_size: int = 32, device: str = "cpu", decode: str | None = None,
                  blur_kernel: int | None = None):
-        self.config = config
-        self.input_size = tuple(config["input_size"])
-        codec_cfg = dict(config["codec"])
-        for name, value in (("decode", decode), ("blur_kernel", blur_kernel)):
-            if value is None:
-                continue
-            if codec_cfg.get("type") != "HeatmapCodec":
+        #: the typed config (what this predictor reads); ``config`` is its stored dict layout, for dict readers
+        self.pose_config = PoseConfig.from_dict(config)
+        self.config = self.pose_config.to_dict()
+        self.input_size = self.pose_config.input_size
+        overrides = {name: value for name, value in (("decode", decode), ("blur_kernel", blur_kernel))
+                     if value is not None}
+        for name, value in overrides.items():
+            if self.pose_config.codec.get("type") != "HeatmapCodec":
                 raise ValueError(f"{name}={value!r} switches heatmap decoding, but this model's codec is "
-                                 f"{codec_cfg.get('type')} (head {config.get('head', {}).get('type', 'heatmap')!r})")
-            codec_cfg[name] = value
-        self.codec = build_codec(codec_cfg)
-        self.flip_index = np.asarray(config["flip_index"])
+                                 f"{self.pose_config.codec.get('type')} (head {self.pose_config.head!r})")
+        self.codec = self.pose_config.build_codec(**overrides)
+        self.flip_index = np.asarray(self.pose_config.flip_index)
         self.flip_test = flip_test
         self.batch_size = batch_size
-        self.padding = config.get("padding", 1.25)
+        self.padding = self.pose_config.padding
         self.device = torch.device(device)
         self.backend = backend
         if backend == "torch":
@@ -68,7 +69,7 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, checkpoint, **kwargs) -> "Predictor":
-        model, config = build_from_checkpoint(checkpoint)
+        model, config = load_model(checkpoint)
         return cls(model, config, **kwargs)
 
     @classmethod
@@ -91,7 +92,7 @@ class Predictor:
 
     @property
     def num_keypoints(self) -> int:
-        return int(self.config["num_keypoints"])
+        return self.pose_config.num_keypoints
 
     # -- network ---------------------------------------------------------------------------------
     def run_network(self, crops: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from posekit.engine.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
+from posekit.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
 
 
 def adapt_batchnorm(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> int:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from posekit.data.transforms import AugmentConfig
-from posekit.engine.checkpoint import build_from_checkpoint, load_checkpoint
+from posekit.checkpoint import build_from_checkpoint, load_checkpoint
 from posekit.methods.supervised import Supervised
 
 

@@ -102,7 +102,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posekit.engine.checkpoint import load_checkpoint, save_checkpoint
+from posekit.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -643,7 +643,7 @@ def train_scai(pose_checkpoint, data_spec: str, out, epochs: int = 10, *, batch_
     from posekit.data.dataset import TopDownDataset
     from posekit.data.formats import load_samples
     from posekit.data.transforms import AugmentConfig
-    from posekit.engine.checkpoint import build_from_checkpoint
+    from posekit.checkpoint import build_from_checkpoint
     from posekit.engine.trainer import lr_factor, seed_everything
 
     if tta_weighting not in TTA_WEIGHTINGS:

@@ -524,7 +524,7 @@ class SFDA:
     # -- setup -------------------------------------------------------------------------------------
     def load_source(self, path) -> None:
         """Load the source checkpoint into ``self.model`` (all of it: the three networks start from it)."""
-        from posekit.engine.checkpoint import load_checkpoint
+        from posekit.checkpoint import load_checkpoint
         payload = load_checkpoint(path)
         if "model" not in payload or "config" not in payload:
             raise ValueError(f"source {path}: not a posekit checkpoint (no 'model' / 'config')")

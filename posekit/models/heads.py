@@ -1,32 +1,33 @@
 """Heads: the SimpleBaseline deconvolution upsampler, the final 1x1 heatmap convolution, and the coordinate
 heads that :func:`build_pose_model` puts on any registered backbone.
 
-Head types (the ``head`` training option; the codec and the loss that go with each are chosen by the
-trainer, see :func:`posekit.losses.build_head_loss`):
+Head types (the ``head`` training option, registered in :data:`HEADS`: name -> head module class; the codec
+and the loss that go with each are chosen by the trainer, see :func:`posekit.losses.build_head_loss`):
 
 * ``heatmap`` -- the backbone as registered: its 1x1 conv gives Gaussian-heatmap predictions (MSE);
 * ``dsnt``    -- the same network, its maps read as logits and decoded by expectation (IntegralCodec);
 * ``regression`` -- :class:`RegressionHead`: global average pool + linear -> (N, K, 2) coordinates;
 * ``rle``     -- :class:`RLEHead`: the same with two more outputs per joint, RLE's raw sigmas -> (N, K, 4).
 
-A checkpoint records the backbone as ``config["model"] = {"name", "kwargs"}`` and, for any head but
-``heatmap``, ``config["head"] = {"type", "kwargs"}``; :func:`build_from_config` rebuilds the network.
+A head class whose ``part_of_backbone`` is true (:class:`HeatmapHead`) is already inside every registered
+backbone: its head types add no module. A checkpoint records the backbone and the head in its
+:class:`~posekit.config.PoseConfig`, whose ``build_model()`` rebuilds the network.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
+from posekit.registry import Registry
+
 from .base import CoordinateModel
 from .layers import fuse_bn, make_act
 
 __all__ = ["HeatmapHead", "DeconvBlock", "DeconvUpsampler", "init_heatmap_conv", "RegressionHead", "RLEHead",
-           "HEAD_TYPES", "build_pose_model", "build_from_config", "head_type"]
+           "HEADS", "HEAD_TYPES", "HEATMAP_OUTPUT_HEADS", "build_pose_model", "head_type"]
 
-#: every head type, in the order the docs list them
-HEAD_TYPES = ("heatmap", "dsnt", "regression", "rle")
-#: head types whose network output is the backbone's own heatmap (logit) maps
-HEATMAP_OUTPUT_HEADS = ("heatmap", "dsnt")
+#: head type -> head module class
+HEADS = Registry("head")
 
 
 def init_heatmap_conv(conv: nn.Conv2d, std: float = 0.001) -> nn.Conv2d:
@@ -44,6 +45,8 @@ class HeatmapHead(nn.Conv2d):
 
     #: tells :func:`~posekit.models.layers.init_weights` to leave this layer's init alone
     keeps_own_init = True
+    #: every registered backbone ends in this head: its head types add no module
+    part_of_backbone = True
 
     def __init__(self, in_channels: int, num_keypoints: int):
         super().__init__(in_channels, num_keypoints, kernel_size=1)
@@ -97,6 +100,8 @@ class RegressionHead(nn.Module):
 
     #: tells :func:`~posekit.models.layers.init_weights` to leave this head's init alone
     keeps_own_init = True
+    #: put on the backbone's features by :func:`build_pose_model`
+    part_of_backbone = False
     #: numbers predicted per joint
     values_per_joint = 2
 
@@ -122,12 +127,20 @@ class RLEHead(RegressionHead):
     values_per_joint = 4
 
 
-_COORDINATE_HEADS = {"regression": RegressionHead, "rle": RLEHead}
+HEADS.register(HeatmapHead, name="heatmap")     # Gaussian heatmaps (MSE)
+HEADS.register(HeatmapHead, name="dsnt")        # the same maps read as logits, decoded by expectation
+HEADS.register(RegressionHead, name="regression")
+HEADS.register(RLEHead, name="rle")
+
+#: the registered head types
+HEAD_TYPES = tuple(HEADS.names())
+#: head types whose network output is the backbone's own heatmap (logit) maps
+HEATMAP_OUTPUT_HEADS = tuple(name for name, head in HEADS.items() if head.part_of_backbone)
 
 
 def head_type(name: str) -> str:
-    if name not in HEAD_TYPES:
-        raise ValueError(f"unknown head {name!r}; choose one of {list(HEAD_TYPES)}")
+    """``name`` if it is a registered head type, else the registry's ValueError listing them."""
+    HEADS.get(name)
     return name
 
 
@@ -141,25 +154,16 @@ def build_pose_model(name: str, num_keypoints: int = 17, model_kwargs: dict | No
     """
     from .registry import build_model
 
-    head_type(head)
+    head_cls = HEADS.get(head)
     model = build_model(name, num_keypoints=num_keypoints, **(model_kwargs or {}))
-    if head in HEATMAP_OUTPUT_HEADS:
+    if head_cls.part_of_backbone:
         if head_kwargs:
             raise ValueError(f"head {head!r} uses the backbone's own 1x1 heatmap convolution: it takes no "
                              f"head_kwargs, got {sorted(head_kwargs)}")
         return model
     try:
-        module = _COORDINATE_HEADS[head](model.feature_channels, num_keypoints, **(head_kwargs or {}))
+        module = head_cls(model.feature_channels, num_keypoints, **(head_kwargs or {}))
     except TypeError as err:  # an unknown head_kwargs key: a config error, reported as such
         raise ValueError(f"head {head!r}: bad head_kwargs {head_kwargs}: {err}") from None
     return CoordinateModel(model, module)
 
-
-def build_from_config(config: dict) -> nn.Module:
-    """The (untrained) network a checkpoint config describes: ``config["model"]`` plus the optional
-    ``config["head"]`` (absent in heatmap checkpoints, old ones included)."""
-    head = config.get("head") or {}
-    kwargs = dict(config["model"]["kwargs"])
-    num_keypoints = kwargs.pop("num_keypoints", config.get("num_keypoints", 17))
-    return build_pose_model(config["model"]["name"], num_keypoints, kwargs, head.get("type", "heatmap"),
-                            head.get("kwargs"))

@@ -1,4 +1,4 @@
-"""Model registry: every network is a plain function registered by name (timm style).
+"""Model registry: every network is a plain function registered by name (timm style) in :data:`MODELS`.
 
 ``build_model(name, num_keypoints=17, **kwargs)`` calls the registered function and stores the
 JSON-able ``{"name", "kwargs"}`` that rebuilds it on the module as ``model.pk_config``, so a checkpoint
@@ -7,15 +7,17 @@ JSON-able ``{"name", "kwargs"}`` that rebuilds it on the module as ``model.pk_co
 from __future__ import annotations
 
 import copy
-import fnmatch
 import json
 from typing import Callable
 
 import torch.nn as nn
 
-__all__ = ["register_model", "build_model", "list_models", "is_model", "model_config"]
+from posekit.registry import Registry
 
-_MODEL_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+__all__ = ["MODELS", "register_model", "build_model", "list_models", "is_model", "model_config"]
+
+#: model name -> builder function ``fn(num_keypoints=..., **kwargs) -> nn.Module``
+MODELS = Registry("model")
 
 
 def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | None = None):
@@ -24,24 +26,16 @@ def register_model(fn: Callable[..., nn.Module] | None = None, *, name: str | No
     Usable bare (``@register_model``) or with a name (``@register_model(name="x")``).
     Registering the same name twice is an error, so two modules can't silently shadow each other.
     """
-    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        key = name or builder.__name__
-        if key in _MODEL_BUILDERS and _MODEL_BUILDERS[key] is not builder:
-            raise ValueError(f"model {key!r} is already registered")
-        _MODEL_BUILDERS[key] = builder
-        return builder
-
-    return decorate(fn) if fn is not None else decorate
+    return MODELS.register(fn, name=name)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
     """Sorted registered names, optionally filtered by a shell-style ``pattern`` (e.g. ``'hourglass_*'``)."""
-    names = sorted(_MODEL_BUILDERS)
-    return fnmatch.filter(names, pattern) if pattern else names
+    return MODELS.names(pattern)
 
 
 def is_model(name: str) -> bool:
-    return name in _MODEL_BUILDERS
+    return name in MODELS
 
 
 def build_model(name: str, num_keypoints: int = 17, **kwargs) -> nn.Module:
@@ -50,8 +44,7 @@ def build_model(name: str, num_keypoints: int = 17, **kwargs) -> nn.Module:
     ``kwargs`` override the preset's defaults (``build_model('hourglass_2x64', act='hardmish')``) and must
     be JSON-able: they are stored in ``model.pk_config`` for checkpoints.
     """
-    if name not in _MODEL_BUILDERS:
-        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    builder = MODELS.get(name)
     if isinstance(num_keypoints, bool) or not isinstance(num_keypoints, int) or num_keypoints < 1:
         raise ValueError(f"num_keypoints must be a positive int, got {num_keypoints!r}")
     config = {"name": name, "kwargs": {"num_keypoints": num_keypoints, **kwargs}}
@@ -60,7 +53,7 @@ def build_model(name: str, num_keypoints: int = 17, **kwargs) -> nn.Module:
         config = json.loads(json.dumps(config))
     except TypeError as err:
         raise ValueError(f"model {name!r}: keyword arguments must be JSON-able to be checkpointed: {err}") from None
-    model = _MODEL_BUILDERS[name](num_keypoints=num_keypoints, **kwargs)
+    model = builder(num_keypoints=num_keypoints, **kwargs)
     model.pk_config = config
     return model
 

@@ -12,7 +12,7 @@ import torch
 from posekit.cli import main
 from posekit.data.synth import generate_dataset
 from posekit.engine.adapt import adapt_config, source_settings
-from posekit.engine.checkpoint import load_checkpoint
+from posekit.checkpoint import load_checkpoint
 from posekit.engine.trainer import Trainer, TrainConfig
 from posekit.inference.predictor import Predictor
 

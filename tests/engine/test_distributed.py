@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from posekit.data.synth import generate_dataset
-from posekit.engine.checkpoint import load_checkpoint
+from posekit.checkpoint import load_checkpoint
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from posekit.codecs import HeatmapCodec, IntegralCodec, RegressionCodec
-from posekit.engine.checkpoint import load_checkpoint
+from posekit.checkpoint import load_checkpoint
 from posekit.engine.trainer import Trainer, TrainConfig
 from posekit.inference.predictor import Predictor
 from posekit.losses import AutomaticWeightedLoss, RLELoss

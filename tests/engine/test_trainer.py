@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from posekit.engine.checkpoint import load_checkpoint
+from posekit.checkpoint import load_checkpoint
 from posekit.engine.trainer import Trainer, TrainConfig, epoch_indices, lr_factor
 
 

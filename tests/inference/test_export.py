@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from posekit.codecs import HeatmapCodec
-from posekit.engine.checkpoint import save_checkpoint
+from posekit.checkpoint import save_checkpoint
 from posekit.inference.export import export_onnx, onnx_config
 from posekit.inference.predictor import Predictor
 from posekit.models import build_model

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from posekit.codecs import IntegralCodec, RegressionCodec
-from posekit.engine.checkpoint import save_checkpoint
+from posekit.checkpoint import save_checkpoint
 from posekit.inference.export import onnx_config
 from posekit.inference.predictor import Predictor
 from posekit.models.heads import build_pose_model

@@ -22,7 +22,8 @@ class DotFinder(torch.nn.Module):
 
 
 def config(decode="argmax"):
-    return {"input_size": [64, 64], "num_keypoints": 14, "skeleton": "lsp", "flip_index": LSP.flip_index.tolist(),
+    return {"model": {"name": "dot_finder", "kwargs": {"num_keypoints": 14}},
+            "input_size": [64, 64], "num_keypoints": 14, "skeleton": "lsp", "flip_index": LSP.flip_index.tolist(),
             "codec": HeatmapCodec(input_size=(64, 64), decode=decode).to_config()}
 
 

@@ -13,7 +13,8 @@ W = H = 64
 
 
 def config(codec, head):
-    return {"input_size": [W, H], "num_keypoints": 14, "skeleton": "lsp", "flip_index": LSP.flip_index.tolist(),
+    return {"model": {"name": "test_module", "kwargs": {"num_keypoints": 14}},
+            "input_size": [W, H], "num_keypoints": 14, "skeleton": "lsp", "flip_index": LSP.flip_index.tolist(),
             "codec": codec.to_config(), "head": {"type": head, "kwargs": {}}}
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from posekit.cli import main as cli_main
-from posekit.engine.checkpoint import load_checkpoint
+from posekit.checkpoint import load_checkpoint
 from posekit.engine.trainer import Trainer, TrainConfig
 from posekit.inference.predictor import Predictor
 from posekit.methods.adabn import adapt_batchnorm, adapt_batchnorm_checkpoint

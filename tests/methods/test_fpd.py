@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from posekit.cli import main as cli_main
-from posekit.engine.checkpoint import load_checkpoint, save_checkpoint
+from posekit.checkpoint import load_checkpoint, save_checkpoint
 from posekit.engine.trainer import Trainer, TrainConfig
 from posekit.inference.predictor import Predictor
 from posekit.methods import build_method

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from posekit.cli import main as cli_main
-from posekit.engine.checkpoint import load_checkpoint
+from posekit.checkpoint import load_checkpoint
 from posekit.engine.trainer import Trainer, TrainConfig
 from posekit.inference.predictor import Predictor
 from posekit.methods import METHODS, build_method

@@ -11,7 +11,7 @@ import torch
 from posekit.data.formats import load_samples
 from posekit.data.io import read_image
 from posekit.data.synth import generate_dataset
-from posekit.engine.checkpoint import load_checkpoint
+from posekit.checkpoint import load_checkpoint
 from posekit.engine.evaluate import evaluate_samples
 from posekit.engine.trainer import Trainer, TrainConfig
 from posekit.inference.predictor import Predictor

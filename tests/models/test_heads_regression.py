@@ -6,9 +6,11 @@ import io
 import pytest
 import torch
 
+from posekit.codecs import HeatmapCodec, RegressionCodec
+from posekit.config import PoseConfig
 from posekit.models import build_model
 from posekit.models.base import CoordinateModel
-from posekit.models.heads import RegressionHead, RLEHead, build_from_config, build_pose_model
+from posekit.models.heads import RegressionHead, RLEHead, build_pose_model
 
 K = 5
 BACKBONES = [("simplebaseline_r18", {"width": 0.25, "deconv_channels": 32}), ("lite_hourglass_2x32", {}),
@@ -17,7 +19,8 @@ BACKBONES = [("simplebaseline_r18", {"width": 0.25, "deconv_channels": 32}), ("l
 
 def _config(name, kwargs, head, head_kwargs=None):
     return {"model": {"name": name, "kwargs": {"num_keypoints": K, **kwargs}},
-            "head": {"type": head, "kwargs": head_kwargs or {}}}
+            "head": {"type": head, "kwargs": head_kwargs or {}},
+            "codec": RegressionCodec((64, 64)).to_config(), "input_size": [64, 64]}
 
 
 @pytest.mark.parametrize("name,kwargs", BACKBONES)
@@ -48,7 +51,7 @@ def test_coordinate_head_contract_on_any_backbone(name, kwargs, head, dims):
     buffer.seek(0)
     payload = torch.load(buffer, weights_only=True)
     torch.manual_seed(123)
-    rebuilt = build_from_config(payload["config"])
+    rebuilt = PoseConfig.from_dict(payload["config"]).build_model()
     rebuilt.load_state_dict(payload["model"])
     with torch.no_grad():
         torch.testing.assert_close(rebuilt.eval()(x), out, atol=0, rtol=0)
@@ -83,7 +86,8 @@ def test_heatmap_output_heads_are_the_registered_backbone_unchanged(head):
 
 
 def test_config_without_head_is_a_heatmap_model():
-    model = build_from_config({"model": {"name": "lite_hourglass_2x32", "kwargs": {"num_keypoints": K}}})
+    model = PoseConfig.from_dict({"model": {"name": "lite_hourglass_2x32", "kwargs": {"num_keypoints": K}},
+                                  "codec": HeatmapCodec((64, 64)).to_config(), "input_size": [64, 64]}).build_model()
     assert not isinstance(model, CoordinateModel)
     assert model(torch.zeros(1, 3, 64, 64)).shape == (1, K, 16, 16)
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from posekit.data.synth import generate_dataset
-from posekit.engine import checkpoint as checkpoint_module
-from posekit.engine.checkpoint import load_checkpoint
+from posekit import checkpoint as checkpoint_module
+from posekit.checkpoint import load_checkpoint
 from posekit.engine.trainer import TrainConfig, Trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from posekit.codecs import RLELoss
 from posekit.data.dataset import TopDownDataset
 from posekit.data.synth import generate_dataset
-from posekit.engine.checkpoint import load_checkpoint
+from posekit.checkpoint import load_checkpoint
 from posekit.engine.trainer import TrainConfig, Trainer, epoch_indices
 from posekit.losses import check_finite
 

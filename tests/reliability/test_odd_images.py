@@ -216,7 +216,8 @@ class RedChannelPeaks(torch.nn.Module):
 
 def predictor_config(num_keypoints: int = 17, size: int = 64) -> dict:
     skeleton = get_skeleton("coco")
-    return {"input_size": [size, size], "num_keypoints": num_keypoints, "skeleton": "coco",
+    return {"model": {"name": "red_channel_peaks", "kwargs": {"num_keypoints": num_keypoints}},
+            "input_size": [size, size], "num_keypoints": num_keypoints, "skeleton": "coco",
             "flip_index": skeleton.flip_index.tolist(), "padding": 1.25,
             "codec": HeatmapCodec(input_size=(size, size), decode="argmax").to_config()}
 
@@ -276,7 +277,7 @@ def test_predictor_handles_a_box_larger_than_a_tiny_image():
 
 
 def write_tiny_checkpoint(path: Path) -> None:
-    from posekit.engine.checkpoint import save_checkpoint
+    from posekit.checkpoint import save_checkpoint
     from posekit.models import build_model
 
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ from PIL import Image
 from posekit.data.formats import load_samples, read_coco, read_image_folder, read_lsp, read_mpii
 from posekit.data.io import resolve_inside
 from posekit.data.sample import DataError
-from posekit.engine.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
+from posekit.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

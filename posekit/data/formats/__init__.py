@@ -1,23 +1,26 @@
-"""Dataset readers. Each turns an annotation format into ``list[Sample]``; :func:`load_samples` picks
-one from a spec string ``FORMAT:PATH[@SPLIT]``:
+"""Dataset readers. Each format turns an annotation layout into ``list[Sample]``; :func:`load_samples` picks
+one from a spec string ``FORMAT:PATH[@SPLIT]`` through the :data:`FORMATS` registry:
 
 * ``coco:ANN.json[@SPLIT]`` — COCO-style keypoints; ``@val2017`` looks for images in ``../val2017/``;
 * ``lsp:DIR[@train|@val|@all]`` — LSP / LSPET ``joints.mat`` + ``images/``;
 * ``mpii:ANN.json`` — MPII JSON list with center/scale;
 * ``folder:DIR`` — plain images, whole image as the box.
+
+Code that needs to know something about the data asks the format (:func:`data_format`), never its name:
+``data_format(spec).has_oks_ground_truth``, ``.has_splits``, or :func:`oks_ground_truth`.
 """
 from __future__ import annotations
 
 import pathlib
 import re
 
-from posekit.data.formats.coco import read_coco, read_coco_detections
-from posekit.data.formats.folder import read_image_folder
-from posekit.data.formats.lsp import LSPET_VAL_EVERY, read_lsp
-from posekit.data.formats.mpii import read_mpii
-from posekit.data.sample import DataError, Sample
+from posekit.data.formats.base import FORMATS, DataFormat, register_format
+from posekit.data.formats.coco import CocoFormat, read_coco, read_coco_detections
+from posekit.data.formats.folder import FolderFormat, read_image_folder
+from posekit.data.formats.lsp import LSPET_VAL_EVERY, LSPFormat, read_lsp
+from posekit.data.formats.mpii import MPIIFormat, read_mpii
+from posekit.data.sample import Sample
 
-FORMATS = ("coco", "lsp", "mpii", "folder")
 _SPLIT_NAME = re.compile(r"[A-Za-z0-9_\-]+")
 
 
@@ -32,7 +35,8 @@ def parse_spec(spec: str) -> tuple[str, str, str | None]:
     fmt, colon, rest = spec.partition(":")
     fmt = fmt.strip().lower()
     if not colon or fmt not in FORMATS:
-        raise ValueError(f"data spec {spec!r}: expected FORMAT:PATH[@SPLIT] with FORMAT one of {', '.join(FORMATS)}")
+        raise ValueError(f"data spec {spec!r}: expected FORMAT:PATH[@SPLIT] with FORMAT one of "
+                         f"{', '.join(FORMATS.names())}")
     path, split = rest, None
     head, at, tail = rest.rpartition("@")
     if at and head and _SPLIT_NAME.fullmatch(tail):
@@ -44,13 +48,16 @@ def parse_spec(spec: str) -> tuple[str, str, str | None]:
     return fmt, path, split
 
 
-def _coco_split_root(ann_file: pathlib.Path, split: str) -> pathlib.Path:
-    json_dir = ann_file.resolve().parent
-    candidates = [json_dir.parent / split, json_dir / split]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    raise DataError(ann_file, f"no image folder for split {split!r}: looked in {', '.join(map(str, candidates))}")
+def data_format(spec: str) -> DataFormat:
+    """The registered format of a data spec (or of a bare format name such as ``'coco'``)."""
+    return FORMATS.get(parse_spec(spec)[0] if ":" in spec else spec)
+
+
+def oks_ground_truth(spec: str):
+    """The annotation file OKS AP is scored against for ``spec`` (its path, as written), or None when the
+    format has no OKS ground truth."""
+    _, path, _ = parse_spec(spec)
+    return data_format(spec).oks_ground_truth(path)
 
 
 def load_samples(spec: str, *, skip_invalid: bool = False, report: list | None = None) -> list[Sample]:
@@ -61,18 +68,12 @@ def load_samples(spec: str, *, skip_invalid: bool = False, report: list | None =
     warning. Unknown formats raise ValueError listing the known ones.
     """
     fmt, path_text, split = parse_spec(spec)
-    path = pathlib.Path(path_text).expanduser()
-    if fmt == "coco":
-        image_root = _coco_split_root(path, split) if split else None
-        return read_coco(path, image_root, skip_invalid=skip_invalid, report=report)
-    if fmt == "lsp":
-        return read_lsp(path, split, skip_invalid=skip_invalid, report=report)
-    if split is not None:
+    reader = FORMATS.get(fmt)
+    if split is not None and not reader.has_splits:
         raise ValueError(f"data spec {spec!r}: the {fmt} format has no splits; give one file or folder per split")
-    if fmt == "mpii":
-        return read_mpii(path, skip_invalid=skip_invalid, report=report)
-    return list(read_image_folder(path))
+    return reader.read(pathlib.Path(path_text).expanduser(), split, skip_invalid=skip_invalid, report=report)
 
 
-__all__ = ["FORMATS", "LSPET_VAL_EVERY", "load_samples", "parse_spec", "read_coco", "read_coco_detections",
-           "read_image_folder", "read_lsp", "read_mpii"]
+__all__ = ["FORMATS", "DataFormat", "register_format", "CocoFormat", "LSPFormat", "MPIIFormat", "FolderFormat",
+           "LSPET_VAL_EVERY", "data_format", "oks_ground_truth", "load_samples", "parse_spec", "read_coco",
+           "read_coco_detections", "read_image_folder", "read_lsp", "read_mpii"]

@@ -18,6 +18,7 @@ from posekit.data.formats._common import (
     Problems, as_float_array, as_int, check_box_file_name, clip_box, float32_box, pick_image_root,
     resolve_file, skeleton_name, xywh_to_xyxy, xyxy_to_xywh,
 )
+from posekit.data.formats.base import DataFormat, register_format
 from posekit.data.io import image_size, load_json
 from posekit.data.sample import DataError, Sample
 
@@ -338,3 +339,26 @@ def read_coco_detections(det_file, *, score_threshold=0.0) -> dict[int, list[tup
 
 __all__ = ["read_coco", "read_coco_detections", "default_image_roots", "split_from_annotation_name",
            "PERSON_CATEGORY_ID"]
+
+
+def split_image_root(ann_file, split: str) -> pathlib.Path:
+    """The image folder of ``coco:ANN.json@SPLIT``: ``../SPLIT/`` beside the json's folder, else ``SPLIT/`` in it."""
+    json_dir = pathlib.Path(ann_file).resolve().parent
+    candidates = [json_dir.parent / split, json_dir / split]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise DataError(ann_file, f"no image folder for split {split!r}: looked in {', '.join(map(str, candidates))}")
+
+
+@register_format
+class CocoFormat(DataFormat):
+    """``coco:ANN.json[@SPLIT]``: COCO-style keypoints; ``@val2017`` looks for images in ``../val2017/``."""
+
+    name = "coco"
+    has_splits = True
+    has_oks_ground_truth = True
+
+    def read(self, path, split=None, *, skip_invalid=False, report=None) -> list[Sample]:
+        image_root = split_image_root(path, split) if split else None
+        return read_coco(path, image_root, skip_invalid=skip_invalid, report=report)

@@ -16,6 +16,7 @@ import numpy as np
 from posekit.data.formats._common import (
     clip_box, is_image_file, list_some, numeric_stem, xywh_to_xyxy, xyxy_to_xywh,
 )
+from posekit.data.formats.base import DataFormat, register_format
 from posekit.data.formats.coco import _detection_entries
 from posekit.data.io import IMAGE_EXTENSIONS, image_size, resolve_inside
 from posekit.data.sample import DataError, Sample
@@ -157,3 +158,13 @@ def _stream(root: pathlib.Path, detections: _Detections | None, recursive: bool)
     if counts:
         logger.info("%s: skipped %d unreadable images, %d images without detections, %d boxes outside their image",
                     root, counts["unreadable"], counts["no_detections"], counts["box_outside"])
+
+
+@register_format
+class FolderFormat(DataFormat):
+    """``folder:DIR``: plain images, the whole image as the person box (no labels, no splits)."""
+
+    name = "folder"
+
+    def read(self, path, split=None, *, skip_invalid=False, report=None) -> list[Sample]:
+        return list(read_image_folder(path))

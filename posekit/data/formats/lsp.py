@@ -26,6 +26,7 @@ import re
 import numpy as np
 
 from posekit.data.formats._common import Problems, check_float32_range, clip_box, resolve_file, xyxy_to_xywh
+from posekit.data.formats.base import DataFormat, register_format
 from posekit.data.io import image_size
 from posekit.data.sample import DataError, Sample
 
@@ -193,3 +194,14 @@ def _read_one(number, name, column, coords_all, visible_all, images_dir, mat_pat
                   ann_id=number, file_name=name,
                   extra={"raw_joints": coords.astype(np.float32), "lsp_visible": visible.copy(),
                          "image_size": (width, height)})
+
+
+@register_format
+class LSPFormat(DataFormat):
+    """``lsp:DIR[@train|@val|@all]``: LSP / LSPET ``joints.mat`` + ``images/``."""
+
+    name = "lsp"
+    has_splits = True
+
+    def read(self, path, split=None, *, skip_invalid=False, report=None) -> list[Sample]:
+        return read_lsp(path, split, skip_invalid=skip_invalid, report=report)

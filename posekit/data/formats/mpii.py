@@ -14,6 +14,7 @@ import numpy as np
 from posekit.data.formats._common import (
     Problems, as_float_array, float32_box, numeric_stem, pick_image_root, resolve_file,
 )
+from posekit.data.formats.base import DataFormat, register_format
 from posekit.data.io import load_json
 from posekit.data.sample import DataError, Sample
 
@@ -106,3 +107,13 @@ def _read_entry(index: int, entry, path, root) -> Sample | None:
     return Sample(image_path=str(image_path), box=box, keypoints=keypoints, skeleton="mpii",
                   image_id=stem_id if stem_id is not None else index, ann_id=index, file_name=image,
                   extra={"center": center.astype(np.float32), "scale": scale})
+
+
+@register_format
+class MPIIFormat(DataFormat):
+    """``mpii:ANN.json``: an MPII JSON list with center / scale (one file per split)."""
+
+    name = "mpii"
+
+    def read(self, path, split=None, *, skip_invalid=False, report=None) -> list[Sample]:
+        return read_mpii(path, skip_invalid=skip_invalid, report=report)

@@ -27,7 +27,7 @@ def test_parse_spec_rejects(spec):
 def test_unknown_format_lists_the_formats():
     with pytest.raises(ValueError) as info:
         load_samples("voc:ann.xml")
-    assert all(name in str(info.value) for name in FORMATS)
+    assert all(name in str(info.value) for name in FORMATS.names())
 
 
 def test_mpii_has_no_split(tmp_path):

@@ -78,7 +78,7 @@ def test_unknown_activation_is_rejected():
 
 
 def test_register_model_decorator(monkeypatch):
-    monkeypatch.setattr(registry, "_MODEL_BUILDERS", dict(registry._MODEL_BUILDERS))
+    monkeypatch.setattr(registry.MODELS, "_entries", dict(registry.MODELS._entries))
 
     @register_model
     def tiny_test_model(num_keypoints=17, scale=1.0):
