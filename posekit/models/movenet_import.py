@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", choices=sorted(MOVENET_VARIANTS), default=None,
                         help="expected variant (default: detected from the graph)")
     args = parser.parse_args(argv)
-    from posekit.engine.checkpoint import save_checkpoint
+    from posekit.checkpoint import save_checkpoint
     try:
         payload = movenet_checkpoint(args.onnx, args.variant)
     except ImportError as err:

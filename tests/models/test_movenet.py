@@ -26,7 +26,7 @@ needs_lspet = pytest.mark.skipif(not (LSPET / "joints.mat").is_file(), reason=f"
 
 from posekit.codecs.movenet import movenet_decode, movenet_multipose_decode  # noqa: E402
 from posekit.data.transforms import normalize_image  # noqa: E402
-from posekit.engine.checkpoint import build_from_checkpoint  # noqa: E402
+from posekit.checkpoint import build_from_checkpoint  # noqa: E402
 from posekit.models.movenet_import import ONNX_HEAD_SCOPES, import_movenet, main, movenet_checkpoint  # noqa: E402
 
 
@@ -246,7 +246,7 @@ def test_cli_writes_a_checkpoint_and_reports_bad_files_in_one_line(tmp_path, cap
 
 
 def test_imported_checkpoint_initialises_training_on_another_keypoint_set(tmp_path, tiny_data):
-    from posekit.engine.checkpoint import save_checkpoint
+    from posekit.checkpoint import save_checkpoint
     from posekit.engine.trainer import Trainer, TrainConfig
 
     init = tmp_path / "lightning.pt"
