@@ -57,8 +57,9 @@ import json
 import sys
 from pathlib import Path
 
-from common import (ROOT, add_training_args, command, environment, fill_rows, load_average, load_results, resolve_spec,
-                    reused_checkpoint, table, train_config, train_once, write_results)
+from common import (add_study_args, add_training_args, command, environment, fill_rows, finish_study, list_rows,
+                    load_average, open_study, resolve_spec, reused_checkpoint, selected_rows, table, train_config,
+                    train_once)
 
 BACKBONE = "simplebaseline_r18"
 BACKBONE_KWARGS = {"width": 0.4, "deconv_channels": 96}
@@ -107,20 +108,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int,
                    help="torch threads for training (default: all cores; 1 lets two jobs share 2 cores)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rows", help="comma-separated row names (default: all; see --list)")
-    p.add_argument("--list", action="store_true", help="print the row names and exit")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adaptation.json",
-                   help="results json; adaptation.md goes next to it")
-    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "adaptation", help="parent of the run folders")
-    p.add_argument("--force", action="store_true", help="recompute rows that already have results")
+    add_study_args(p, "adaptation")
     args = p.parse_args(argv)
     for name in ("synth_num", "source_epochs", "sfda_epochs", "oracle_epochs", "batch_size"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
-    args.row_names = list(ROWS) if not args.rows else [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = [r for r in args.row_names if r not in ROWS]
-    if unknown:
-        p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
+    args.row_names = selected_rows(p, args, ROWS)
     args.sfda_options = json.loads(args.sfda_kwargs)
     if not isinstance(args.sfda_options, dict):
         p.error("--sfda-kwargs must be a JSON object")
@@ -289,16 +282,13 @@ def markdown(results: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
-        for name, label in ROWS.items():
-            print(f"{name:14s} {label}")
-        return 0
+        return list_rows(ROWS, 14)
     b = budget(args)
     if args.corrupt:  # the budget keeps the clean specs + the corruption; the runs read the copies
         print(f"writing the {args.corrupt} copies of {args.target} and {args.val} (once) ...", flush=True)
         args.target, args.val = (corrupted_copy(spec, args.corrupt, args.runs) for spec in (args.target, args.val))
-    results = load_results(args.out, b)
-    results.update({"backbone": {"name": BACKBONE, "kwargs": BACKBONE_KWARGS, "input_size": list(INPUT)},
-                    "environment": environment(), "command": command("benchmarks/adaptation.py", argv)})
+    results = open_study(args.out, b, backbone={"name": BACKBONE, "kwargs": BACKBONE_KWARGS, "input_size": list(INPUT)},
+                         environment=environment(), command=command("benchmarks/adaptation.py", argv))
     run_root = args.runs / budget_name(b)
     source = None
     if any(r != "oracle" and (args.force or r not in results["rows"]) for r in args.row_names):
@@ -323,12 +313,11 @@ def main(argv=None) -> int:
         return {"label": ROWS[row], **metrics, "checkpoint": training["checkpoint"],
                 "train_seconds": training.get("train_seconds"), "final_train_epoch": training.get("final_epoch"),
                 "method_options": SFDA_ROWS[row][1] if row in SFDA_ROWS else None,
-                "date": datetime.datetime.now().isoformat(timespec="seconds"), "load_average_1_5_15_min": load_average()}
+                "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                "load_average_1_5_15_min": load_average()}
 
     fill_rows(results, args.row_names, compute, args.out, markdown, force=args.force)
-    write_results(results, args.out, markdown(results))
-    print(markdown(results))
-    return 0
+    return finish_study(results, args.out, markdown)
 
 
 if __name__ == "__main__":

@@ -247,6 +247,50 @@ def save_study(results: dict, path: Path, title: str, markdown: Callable[[dict],
     write_results(results, path, f"# {title}\n\n" + results["markdown"])
 
 
+def add_study_args(p, name: str) -> None:
+    """The options of a resumable study table: ``--rows``, ``--list``, ``--out`` (``benchmarks/results/NAME.json``),
+    ``--runs`` (``runs/NAME``) and ``--force``."""
+    p.add_argument("--rows", help="comma-separated row names (default: all; see --list)")
+    p.add_argument("--list", action="store_true", help="print the row names and exit")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / f"{name}.json",
+                   help=f"results json; {name}.md goes next to it")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / name, help="parent of the run folders")
+    p.add_argument("--force", action="store_true", help="recompute rows that already have results")
+
+
+def selected_rows(p, args, rows: Sequence[str], default: Sequence[str] | None = None) -> list[str]:
+    """``--rows`` as a list (``default``, else every row, when not given); an unknown name is a usage error."""
+    names = list(rows if default is None else default) if not args.rows else \
+        [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in names if r not in rows]
+    if unknown:
+        p.error(f"unknown rows {unknown}; choose from {list(rows)}")
+    return names
+
+
+def list_rows(listing: dict[str, str], width: int) -> int:
+    """``--list``: one line per row, its name padded to ``width``, then what it is."""
+    for name, text in listing.items():
+        print(f"{name:{width}s} {text}")
+    return 0
+
+
+def open_study(out: Path, budget: dict, **fields) -> dict:
+    """The table at ``out`` for ``budget`` (:func:`load_results`), with ``fields`` (environment, command, ...) set."""
+    results = load_results(out, budget)
+    results.update(fields)
+    return results
+
+
+def finish_study(results: dict, out: Path, markdown: Callable[[dict], str], notes: Iterable[str] = ()) -> int:
+    """The end of a study run: ``notes`` printed, then the table written (json + markdown) and printed."""
+    for line in notes:
+        print(line)
+    write_results(results, out, markdown(results))
+    print(markdown(results))
+    return 0
+
+
 def fill_rows(results: dict, names: Iterable[str], compute: Callable[[str], dict], out: Path,
               markdown: Callable[[dict], str], force: bool = False,
               before_write: Callable[[dict], object] | None = None) -> None:

@@ -67,8 +67,9 @@ from pathlib import Path
 
 import torch
 
-from common import (ROOT, add_training_args, command, environment, fill_rows, load_average, load_results, median_ms,
-                    resolve_spec, reused_checkpoint, table, train_config, train_once, write_results)
+from common import (add_study_args, add_training_args, command, environment, fill_rows, finish_study, list_rows,
+                    load_average, median_ms, open_study, resolve_spec, reused_checkpoint, selected_rows, table,
+                    train_config, train_once, write_results)
 
 #: FPD rows with their own distillation weight instead of --alpha (the "find out why" sweep): row -> alpha
 ALPHA_ROWS = {"student_fpd_a0.9": 0.9}
@@ -108,16 +109,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repvgg-kwargs", default='{"deconv_channels": 96}', help="JSON model kwargs")
     p.add_argument("--alpha", type=float, default=0.5, help="FPD distillation weight (0.5 as the paper)")
     p.add_argument("--okdhp-kwargs", default="{}", help='JSON OKDHP options, e.g. \'{"branches": 3}\'')
-    p.add_argument("--rows", help="comma-separated row names (default: all; see --list)")
-    p.add_argument("--list", action="store_true", help="print the row names and exit")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the latency measurement")
     p.add_argument("--train-threads", type=int,
                    help="torch threads of each training (default: all cores; 1 lets two benchmarks share 2 cores)")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per latency measurement")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fpd.json",
-                   help="results json; fpd.md goes next to it")
-    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "fpd", help="parent of the run folders")
-    p.add_argument("--force", action="store_true", help="recompute rows that already have results")
+    add_study_args(p, "fpd")
     p.add_argument("--remeasure-latency", action="store_true",
                    help="only re-measure the latency of every finished row, all in one go (run it on a quiet "
                         "machine: rows trained in parallel were timed under different loads)")
@@ -131,10 +127,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         setattr(args, key, value)
     args.teacher_epochs = args.teacher_epochs or args.epochs
     args.unlabeled = args.unlabeled or args.train
-    args.row_names = list(ROWS) if not args.rows else [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = [r for r in args.row_names if r not in ROWS]
-    if unknown:
-        p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
+    args.row_names = selected_rows(p, args, ROWS)
     return args
 
 
@@ -307,13 +300,12 @@ def markdown(results: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
-        for name, (training, label, deploy) in ROWS.items():
-            print(f"{name:24s} {label}  (training {training}{', re-parameterised' if deploy else ''})")
-        return 0
+        return list_rows({name: f"{label}  (training {training}{', re-parameterised' if deploy else ''})"
+                          for name, (training, label, deploy) in ROWS.items()}, 24)
     b = budget(args)
-    results = load_results(args.out, b)
-    results.update({"environment": environment(), "latency_threads": args.threads,
-                    "latency_command" if args.remeasure_latency else "command": command("benchmarks/fpd.py", argv)})
+    command_key = "latency_command" if args.remeasure_latency else "command"
+    results = open_study(args.out, b, environment=environment(), latency_threads=args.threads,
+                         **{command_key: command("benchmarks/fpd.py", argv)})
     run_root = args.runs / budget_name(b)
     if args.remeasure_latency:
         remeasure_latency(results, args)
@@ -342,11 +334,7 @@ def main(argv=None) -> int:
     names = args.row_names if "teacher" in results["rows"] or "teacher" in args.row_names else ["teacher",
                                                                                                 *args.row_names]
     fill_rows(results, names, compute, args.out, markdown, force=args.force, before_write=flops_check)
-    for line in flops_check(results):
-        print(line)
-    write_results(results, args.out, markdown(results))
-    print(markdown(results))
-    return 0
+    return finish_study(results, args.out, markdown, notes=flops_check(results))
 
 
 if __name__ == "__main__":

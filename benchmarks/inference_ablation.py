@@ -37,7 +37,8 @@ def markdown(rows: list[dict], checkpoint: str, data: str) -> str:
     cells = [[r["decode"].replace("dark:", "DARK, blur ") if ":" in r["decode"] else r["decode"],
               "yes" if r["flip"] else "no", *(f"{r['metrics'][c]:.4f}" if c in r["metrics"] else "-" for c in COLUMNS)]
              for r in rows]
-    lines = [f"# Inference ingredients on `{checkpoint}` ({data})", "", *table(["decoding", "flip test", *COLUMNS], cells)]
+    lines = [f"# Inference ingredients on `{checkpoint}` ({data})", "",
+             *table(["decoding", "flip test", *COLUMNS], cells)]
     return "\n".join(lines) + "\n"
 
 

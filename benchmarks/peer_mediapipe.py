@@ -257,7 +257,8 @@ def markdown(result: dict) -> str:
     lines = [
         f"# MediaPipe BlazePose vs posekit on LSPET val ({n} images{', --limit run' if result['limit'] else ''})",
         "",
-        f"PCK@0.2 (torso) over the {len(result['joints'])} joints both skeletons share, visible ground-truth joints only. "
+        f"PCK@0.2 (torso) over the {len(result['joints'])} joints both skeletons share, visible ground-truth joints "
+        "only. "
         f"Torso = ||left shoulder - right hip|| of the ground truth; LSPET has no position for a joint it marks "
         f"not visible, so images without both are left out of the main column "
         f"({first['pck_torso']['n_images']} of {n} scored); the 'diagonal fallback' column uses "
@@ -272,7 +273,8 @@ def markdown(result: dict) -> str:
         *table(["method", "person box", "PCK@0.2 torso", "PCK@0.2 diagonal fallback", "PCK@0.2 detected only",
                 "detection failures", "median ms / image", "p90 ms"],
                [[row["name"], row["box"], fmt(row["metrics"]["pck_torso"]["pck"]),
-                 fmt(row["metrics"]["pck_torso_fallback"]["pck"]), fmt(row["metrics"]["pck_torso_detected_only"]["pck"]),
+                 fmt(row["metrics"]["pck_torso_fallback"]["pck"]),
+                 fmt(row["metrics"]["pck_torso_detected_only"]["pck"]),
                  f"{row['detection_failures']} ({100 * row['detection_failures'] / n:.1f}%)",
                  f"{row['latency']['median_ms']:.1f}", f"{row['latency']['p90_ms']:.1f}"] for row in rows]),
     ]

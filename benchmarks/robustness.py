@@ -51,6 +51,8 @@ ROWS = ("standard", "aid", "advmix", "advmix_noteacher", "standard_ft", "advmix_
 NEEDS_STANDARD = ("advmix", "standard_ft", "advmix_ft")
 METRIC = "pck@0.2_torso"
 MODEL = {"model": "simplebaseline_r18", "model_kwargs": {"width": 0.4, "deconv_channels": 96}, "input_size": [128, 128]}
+#: the heading of the .md (the json holds the table under "markdown")
+TITLE = "Corruption robustness on LSPET"
 
 log = logging.getLogger("robustness_benchmark")
 
@@ -215,11 +217,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save(results: dict, path: Path) -> None:
-    """The json (with the table in ``results["markdown"]``) and the titled ``.md`` next to it."""
-    save_study(results, path, "Corruption robustness on LSPET", markdown)
-
-
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -270,7 +267,7 @@ def main(argv=None) -> int:
         row.update(evaluate(args, checkpoint, run_dir / tag))
         results["rows"][name] = row
         results["settings"]["n_images"] = row["n_images"]
-        save(results, results_path)
+        save_study(results, results_path, TITLE, markdown)
         log.info("%s: clean %.4f, mPC %.4f, rPC %.4f", name, row["clean"], row["mPC"], row["rPC"])
 
     for spec in args.checkpoint:
@@ -286,7 +283,7 @@ def main(argv=None) -> int:
         row.update(evaluate(args, path, Path(args.runs) / "extra" / f"{path.stem}_{settings['weights'][:8]}" / tag))
         results["rows"][name] = row
         results["settings"]["n_images"] = row["n_images"]
-        save(results, results_path)
+        save_study(results, results_path, TITLE, markdown)
         log.info("%s: clean %.4f -> mPC %.4f (drop %.4f)", name, row["clean"], row["mPC"], row["drop"])
 
     if "n_images" not in results["settings"]:  # every row was skipped: take the count from a current one
@@ -295,7 +292,7 @@ def main(argv=None) -> int:
             if all(r["settings"].get(k) == v for k, v in current.items()):
                 results["settings"]["n_images"] = r["n_images"]
                 break
-    save(results, results_path)
+    save_study(results, results_path, TITLE, markdown)
     print(results["markdown"])
     return 0
 

@@ -41,6 +41,8 @@ from posekit.methods import scai
 RESULTS = ROOT / "benchmarks" / "results" / "scai.json"
 CORRUPTIONS = "gaussian_noise,motion_blur,fog,contrast,jpeg_compression"
 METRICS = ("pck@0.2_torso", "pck@0.05_box", "distal_pck@0.2_torso", "distal_pck@0.05_box", "auc_torso")
+#: the heading of the .md (the json holds the table under "markdown")
+TITLE = "SCAI on LSPET (clean and corrupted)"
 
 log = logging.getLogger("scai_benchmark")
 
@@ -137,11 +139,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save(results: dict, path: Path) -> None:
-    """The json (with the table in ``results["markdown"]``) and the titled ``.md`` next to it."""
-    save_study(results, path, "SCAI on LSPET (clean and corrupted)", markdown)
-
-
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -184,10 +181,10 @@ def main(argv=None) -> int:
             cell["settings"] = settings
             results["cells"][key] = cell
             results["settings"]["n_images"] = metrics["n_evaluated"]
-            save(results, results_path)
+            save_study(results, results_path, TITLE, markdown)
             log.info("%s: PCK@0.2 %.4f, PCK@0.05 box %.4f, distal PCK@0.2 %.4f (%.0f s)", key,
                      cell["pck@0.2_torso"], cell["pck@0.05_box"], cell["distal_pck@0.2_torso"], cell["seconds"])
-    save(results, results_path)
+    save_study(results, results_path, TITLE, markdown)
     print(results["markdown"])
     return 0
 

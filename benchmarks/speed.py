@@ -227,7 +227,8 @@ def markdown_table(models: list[dict]) -> str:
     rows = [[m["name"], f"{m['params'] / 1e6:.2f}", f"{m['flops'] / 1e9:.3f}", backend,
              f"{r['batch1']['median_ms']:.2f}", f"{r['batch1']['p90_ms']:.2f}",
              f"{r['end_to_end']['no_flip']['median_ms']:.2f} / {r['end_to_end']['flip']['median_ms']:.2f}",
-             f"{r['batch32_persons_per_s']:.1f}", f"{r['gflops_per_s']:.2f}", f"{100 * r['fraction_of_matmul_peak']:.1f}"]
+             f"{r['batch32_persons_per_s']:.1f}", f"{r['gflops_per_s']:.2f}",
+             f"{100 * r['fraction_of_matmul_peak']:.1f}"]
             for m in models for backend, r in m["backends"].items()]
     return "\n".join(table(["model", "params (M)", "GFLOPs", "backend", "batch-1 median ms", "p90 ms",
                             "end-to-end ms (no flip / flip)", f"batch-{BATCH} persons/s", "GFLOP/s",

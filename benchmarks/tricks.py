@@ -54,8 +54,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import (ROOT, add_training_args, command, decoder_options, environment, fill_rows, load_average,
-                    load_results, median_ms, resolve_spec, table, train_config, train_once, write_results)
+from common import (add_study_args, add_training_args, command, decoder_options, environment, fill_rows, finish_study,
+                    list_rows, load_average, median_ms, open_study, resolve_spec, selected_rows, table, train_config,
+                    train_once)
 
 BACKBONE = "simplebaseline_r18"
 BACKBONE_KWARGS = {"width": 0.4, "deconv_channels": 96}
@@ -110,28 +111,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train", default="lsp:../shared/datasets/lspet@train",
                    help="training data spec (relative paths are taken from the repository root)")
     p.add_argument("--val", default="lsp:../shared/datasets/lspet@val", help="evaluation data spec")
-    p.add_argument("--rows", help="comma-separated row names (default: all; see --list)")
     p.add_argument("--pretrained", type=Path,
                    help="checkpoint the heatmap_pretrained row starts from, e.g. the synthetic source model of "
                         "benchmarks/adaptation.py (runs/adaptation/<budget>/source/model.pt)")
-    p.add_argument("--list", action="store_true", help="print the row names and exit")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the latency measurement")
     p.add_argument("--train-threads", type=int,
                    help="torch threads for training (default: all cores; 1 lets two benchmarks share 2 cores)")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per latency measurement")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tricks.json",
-                   help="results json; tricks.md goes next to it")
-    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "tricks", help="parent of the run folders")
-    p.add_argument("--force", action="store_true", help="recompute rows that already have results")
+    add_study_args(p, "tricks")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.repeats < 1 or args.threads < 1:
         p.error("--epochs, --batch-size, --repeats and --threads must be >= 1")
-    args.row_names = list(ROWS) if not args.rows else [r.strip() for r in args.rows.split(",") if r.strip()]
-    if not args.rows and not args.pretrained:
-        args.row_names.remove("heatmap_pretrained")  # needs a checkpoint to start from
-    unknown = [r for r in args.row_names if r not in ROWS]
-    if unknown:
-        p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
+    # by default the heatmap_pretrained row only when there is a checkpoint to start from
+    args.row_names = selected_rows(p, args, ROWS, None if args.pretrained else [r for r in ROWS
+                                                                                if r != "heatmap_pretrained"])
     return args
 
 
@@ -225,13 +218,11 @@ def markdown(results: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
-        for name, (training, decode, label) in ROWS.items():
-            print(f"{name:26s} {label}  (training {training}: {json.dumps(TRAININGS[training])})")
-        return 0
+        return list_rows({name: f"{label}  (training {training}: {json.dumps(TRAININGS[training])})"
+                          for name, (training, decode, label) in ROWS.items()}, 26)
     b = budget(args)
-    results = load_results(args.out, b)
-    results.update({"backbone": {"name": BACKBONE, "kwargs": BACKBONE_KWARGS}, "environment": environment(),
-                    "command": command("benchmarks/tricks.py", argv)})
+    results = open_study(args.out, b, backbone={"name": BACKBONE, "kwargs": BACKBONE_KWARGS}, environment=environment(),
+                         command=command("benchmarks/tricks.py", argv))
     run_root = args.runs / budget_name(b)
 
     def compute(row: str) -> dict:
@@ -243,9 +234,7 @@ def main(argv=None) -> int:
         return r
 
     fill_rows(results, args.row_names, compute, args.out, markdown, force=args.force)
-    write_results(results, args.out, markdown(results))
-    print(markdown(results))
-    return 0
+    return finish_study(results, args.out, markdown)
 
 
 if __name__ == "__main__":

@@ -149,9 +149,9 @@ def materialize(spec: str, out_dir, *, corruptions: Sequence[str] = CORRUPTIONS,
       the written images;
     * ``folder:DIR`` -> ``OUT/<corruption>/<severity>/<name>``.
 
-    Pixels are those :func:`posekit.engine.robustness.run_robustness` evaluates (same seeds), re-encoded in the source's format
-    (JPEG quality 95, 4:4:4). Existing files are kept, so an interrupted run continues. Writes ``OUT/index.json``
-    mapping each condition to its data spec. Returns that index.
+    Pixels are those :func:`posekit.engine.robustness.run_robustness` evaluates (same seeds), re-encoded in the
+    source's format (JPEG quality 95, 4:4:4). Existing files are kept, so an interrupted run continues. Writes
+    ``OUT/index.json`` mapping each condition to its data spec. Returns that index.
     """
     corruptions, severities = parse_corruptions(list(corruptions)), parse_severities(list(severities))
     fmt, path_text, split = parse_spec(spec)
