@@ -184,7 +184,8 @@ def run_once(run_dir: Path, fit: Callable[[], dict], key=None) -> dict:
             return record
     start = time.time()
     record = fit()
-    record = {"checkpoint": str(record["checkpoint"]), "seconds_this_run": round(time.time() - start, 1), **record}
+    record = {"checkpoint": str(record["checkpoint"]), "seconds_this_run": round(time.time() - start, 1),
+              **{k: v for k, v in record.items() if k != "checkpoint"}}
     if key is not None:
         record["key"] = key
     run_dir.mkdir(parents=True, exist_ok=True)
