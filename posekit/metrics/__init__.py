@@ -24,12 +24,12 @@ Counting rules, common to every PCK variant:
 * ``overall`` is correct / counted over all counted joints; ``mean`` is the unweighted mean of the per-joint
   PCKs (joints never counted are left out). The headline keys of :func:`evaluate_keypoints` are ``overall``.
 
-Modules: :mod:`~posekit.metrics.pck` (PCK family, normalisers, AUC, tables), :mod:`~posekit.metrics.coco`
+Modules: :mod:`~posekit.metrics.pck_family` (PCK, PCKh, AUC, normalisers, tables), :mod:`~posekit.metrics.coco`
 (OKS AP), :mod:`~posekit.metrics.robustness` (mPC / rPC). Everything is importable from here.
 """
 from posekit.metrics.coco import COCO_KEYPOINT_STATS, coco_oks_ap, samples_to_coco
-from posekit.metrics.pck import (auc, box_lengths, evaluate_keypoints, format_table, head_lengths, pck, pck_curve,
-                                 segment_lengths, torso_lengths)
+from posekit.metrics.pck_family import (auc, box_lengths, evaluate_keypoints, format_table, head_lengths, pck,
+                                        pck_curve, segment_lengths, torso_lengths)
 from posekit.metrics.robustness import SEVERITIES, robustness_summary
 
 __all__ = [
