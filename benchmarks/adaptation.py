@@ -54,11 +54,12 @@ import argparse
 import datetime
 import hashlib
 import json
-import shlex
 import sys
 from pathlib import Path
 
-from common import ROOT, environment, load_average, load_results, resolve_spec, train_once, write_results
+from common import (add_study_args, add_training_args, command, environment, fill_rows, finish_study, list_rows,
+                    load_average, open_study, resolve_spec, reused_checkpoint, selected_rows, table, train_config,
+                    train_once)
 
 BACKBONE = "simplebaseline_r18"
 BACKBONE_KWARGS = {"width": 0.4, "deconv_channels": 96}
@@ -103,26 +104,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--corrupt", metavar="NAME/SEVERITY",
                    help="target and val become corrupted copies (posekit.data.corruptions, e.g. contrast/3), "
                         "written once under the runs folder: an adaptation setting with a competent source")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests)")
-    p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
+    add_training_args(p)
     p.add_argument("--threads", type=int,
                    help="torch threads for training (default: all cores; 1 lets two jobs share 2 cores)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--rows", help="comma-separated row names (default: all; see --list)")
-    p.add_argument("--list", action="store_true", help="print the row names and exit")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "adaptation.json",
-                   help="results json; adaptation.md goes next to it")
-    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "adaptation", help="parent of the run folders")
-    p.add_argument("--force", action="store_true", help="recompute rows that already have results")
+    add_study_args(p, "adaptation")
     args = p.parse_args(argv)
     for name in ("synth_num", "source_epochs", "sfda_epochs", "oracle_epochs", "batch_size"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
-    args.row_names = list(ROWS) if not args.rows else [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = [r for r in args.row_names if r not in ROWS]
-    if unknown:
-        p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
+    args.row_names = selected_rows(p, args, ROWS)
     args.sfda_options = json.loads(args.sfda_kwargs)
     if not isinstance(args.sfda_options, dict):
         p.error("--sfda-kwargs must be a JSON object")
@@ -158,11 +149,8 @@ def budget_name(b: dict) -> str:
 
 def base_config(train: str, out: Path, epochs: int, args, **kw):
     """The compact config's supervised recipe (AdamW 2e-3, 200 warm-up iterations, cosine) on ``train``."""
-    from posekit.engine.trainer import TrainConfig
-    return TrainConfig(train=train, val=None, out=str(out), model=BACKBONE, model_kwargs=dict(BACKBONE_KWARGS),
-                       input_size=INPUT, sigma=2.0, decode="dark", epochs=epochs, batch_size=args.batch_size, lr=2e-3,
-                       weight_decay=1e-4, warmup_iters=200, final_lr_ratio=0.01, workers=args.workers, seed=args.seed,
-                       max_iters_per_epoch=args.max_iters, threads=args.threads, progress=sys.stderr.isatty(), **kw)
+    return train_config(train, out, args, model=BACKBONE, model_kwargs=dict(BACKBONE_KWARGS), input_size=INPUT,
+                        epochs=epochs, seed=args.seed, threads=args.threads, **kw)
 
 
 def source_spec(args, run_root: Path) -> str:
@@ -183,7 +171,7 @@ def train_source(args, run_root: Path) -> dict:
     if args.source_checkpoint:
         if not args.source_checkpoint.is_file():
             raise SystemExit(f"error: --source-checkpoint not found: {args.source_checkpoint}")
-        return {"checkpoint": str(args.source_checkpoint), "train_seconds": None, "final_epoch": {}, "reused": True}
+        return reused_checkpoint(args.source_checkpoint)
     cfg = base_config(source_spec(args, run_root), run_root / "source", args.source_epochs, args)
     return train_once(cfg, run_root / "source")
 
@@ -215,8 +203,7 @@ def adabn(args, run_root: Path, source_checkpoint: str) -> dict:
 
 def oracle(args, run_root: Path) -> dict:
     if args.oracle:
-        return {"checkpoint": str(args.oracle), "train_seconds": None, "final_epoch": {}, "config": None,
-                "reused": True}
+        return reused_checkpoint(args.oracle)
     init = str(args.oracle_init) if args.oracle_init else None
     cfg = base_config(resolve_spec(args.target), run_root / "oracle", args.oracle_epochs, args, init=init)
     return train_once(cfg, run_root / "oracle")
@@ -275,9 +262,8 @@ def markdown(results: dict) -> str:
              + (f". Target and val images carry the `{b['corrupt']}` corruption (posekit.data.corruptions, "
                 "the pixels `posekit robustness` scores)" if b.get("corrupt") else "")
              + f". Scored on `{b['val']}` with flip test; the SFDA rows use their last epoch's model "
-             "(the intermediate model f_in, which SFDA deploys; the f_tg column scores its target model).", "",
-             "| row | PCK@0.05 box | PCK@0.2 torso | AUC | f_tg PCK@0.05 box / PCK@0.2 torso | train min |",
-             "|---|---|---|---|---|---|"]
+             "(the intermediate model f_in, which SFDA deploys; the f_tg column scores its target model).", ""]
+    rows = []
     for name, label in ROWS.items():
         r = results["rows"].get(name)
         if r is None:
@@ -285,8 +271,10 @@ def markdown(results: dict) -> str:
         minutes = f"{r['train_seconds'] / 60:.1f}" if r.get("train_seconds") is not None else "-"
         target = (f"{r['target_model_pck@0.05_box']:.3f} / {r['target_model_pck@0.2_torso']:.3f}"
                   if r.get("target_model_pck@0.2_torso") is not None else "-")
-        lines.append(f"| {label} | {r['pck@0.05_box']:.3f} | {r['pck@0.2_torso']:.3f} | {r['auc_torso']:.3f} | "
-                     f"{target} | {minutes} |")
+        rows.append([label, f"{r['pck@0.05_box']:.3f}", f"{r['pck@0.2_torso']:.3f}", f"{r['auc_torso']:.3f}", target,
+                     minutes])
+    lines += table(["row", "PCK@0.05 box", "PCK@0.2 torso", "AUC", "f_tg PCK@0.05 box / PCK@0.2 torso", "train min"],
+                   rows)
     lines += ["", "SCAI (test-time correction of a trained LSPET model) has its own benchmark: `benchmarks/scai.py`."]
     return "\n".join(lines) + "\n"
 
@@ -294,26 +282,20 @@ def markdown(results: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
-        for name, label in ROWS.items():
-            print(f"{name:14s} {label}")
-        return 0
+        return list_rows(ROWS, 14)
     b = budget(args)
     if args.corrupt:  # the budget keeps the clean specs + the corruption; the runs read the copies
         print(f"writing the {args.corrupt} copies of {args.target} and {args.val} (once) ...", flush=True)
         args.target, args.val = (corrupted_copy(spec, args.corrupt, args.runs) for spec in (args.target, args.val))
-    results = load_results(args.out, b)
-    results.update({"backbone": {"name": BACKBONE, "kwargs": BACKBONE_KWARGS, "input_size": list(INPUT)},
-                    "environment": environment(), "command": " ".join(shlex.quote(a) for a in sys.argv)})
+    results = open_study(args.out, b, backbone={"name": BACKBONE, "kwargs": BACKBONE_KWARGS, "input_size": list(INPUT)},
+                         environment=environment(), command=command("benchmarks/adaptation.py", argv))
     run_root = args.runs / budget_name(b)
-    todo = [r for r in args.row_names if args.force or r not in results["rows"]]
     source = None
-    if any(r != "oracle" for r in todo):
+    if any(r != "oracle" and (args.force or r not in results["rows"]) for r in args.row_names):
         print("source model: training on the labelled source data ...", flush=True)
         source = train_source(args, run_root)
-    for row in args.row_names:
-        if row not in todo:
-            print(f"{row}: done (in {args.out}), skipped")
-            continue
+
+    def compute(row: str) -> dict:
         print(f"{row}: ...", flush=True)
         if row == "source_only":
             training = source
@@ -326,19 +308,16 @@ def main(argv=None) -> int:
         metrics = score(training["checkpoint"], args)
         if row in SFDA_ROWS:
             metrics.update(score_target_model(training["checkpoint"], args))
-        results["rows"][row] = {"label": ROWS[row], **metrics, "checkpoint": training["checkpoint"],
-                                "train_seconds": training.get("train_seconds"),
-                                "final_train_epoch": training.get("final_epoch"),
-                                "method_options": SFDA_ROWS[row][1] if row in SFDA_ROWS else None,
-                                "date": datetime.datetime.now().isoformat(timespec="seconds"),
-                                "load_average_1_5_15_min": load_average()}
-        # after every row: an interrupted run keeps what it finished
-        write_results(results, args.out, markdown(results))
-        r = results["rows"][row]
-        print(f"{row}: PCK@0.05 box {r['pck@0.05_box']:.3f}, PCK@0.2 torso {r['pck@0.2_torso']:.3f}", flush=True)
-    write_results(results, args.out, markdown(results))
-    print(markdown(results))
-    return 0
+        print(f"{row}: PCK@0.05 box {metrics['pck@0.05_box']:.3f}, PCK@0.2 torso {metrics['pck@0.2_torso']:.3f}",
+              flush=True)
+        return {"label": ROWS[row], **metrics, "checkpoint": training["checkpoint"],
+                "train_seconds": training.get("train_seconds"), "final_train_epoch": training.get("final_epoch"),
+                "method_options": SFDA_ROWS[row][1] if row in SFDA_ROWS else None,
+                "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                "load_average_1_5_15_min": load_average()}
+
+    fill_rows(results, args.row_names, compute, args.out, markdown, force=args.force)
+    return finish_study(results, args.out, markdown)
 
 
 if __name__ == "__main__":

@@ -14,15 +14,13 @@ Writes ``benchmarks/results/corruption_speed.json`` (including the markdown tabl
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from common import environment, median_ms, table, write_results
 from posekit.data.corruptions import CORRUPTIONS, corrupt
 
 SIZES = ((256, 256), (512, 384))  # (W, H)
@@ -44,14 +42,8 @@ def natural_image(width: int, height: int, seed: int = 0) -> np.ndarray:
 
 
 def time_call(fn, repeats: int) -> float:
-    """Median wall time of ``fn()`` in milliseconds, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000.0)
-    return round(statistics.median(times), 2)
+    """Median wall time of ``fn()`` in milliseconds (2 decimals), after one warm-up call."""
+    return median_ms(fn, repeats, warmup=1, digits=2)
 
 
 def reference_corrupt():
@@ -85,17 +77,15 @@ def run(repeats: int) -> dict:
                     "per shuffle pass at 256x256 (1-3 passes by severity, so 0.4-1.2 s per image; "
                     "measured on this machine with a throwaway re-creation of the loop); its numba "
                     "variant needs numba and an old scikit-image",
-            "machine": {"python": platform.python_version(), "numpy": np.__version__,
-                        "opencv": cv2.__version__, "processor": platform.processor() or platform.machine(),
-                        "cv2_threads": 1}}
+            "machine": environment("python", "numpy", "opencv", "processor", cv2_threads=1)}
 
 
 def markdown_table(result: dict) -> str:
     sizes = list(result["timings"])
     has_ref = any("imagecorruptions_ms" in e for e in result["timings"][sizes[0]].values())
-    header = "| corruption | " + " | ".join(f"{s} mean ms | {s} worst ms" for s in sizes)
-    header += " | " + " | ".join(f"ref {s} mean ms" for s in sizes) if has_ref else ""
-    lines = [header + " |", "|" + "---|" * (header.count("|"))]
+    header = ["corruption", *(f"{s} {kind} ms" for s in sizes for kind in ("mean", "worst"))]
+    header += [f"ref {s} mean ms" for s in sizes] if has_ref else []
+    lines = table(header)
     for name in CORRUPTIONS:
         cells = []
         for size in sizes:
@@ -117,8 +107,7 @@ def main() -> None:
     args = parser.parse_args()
     result = run(args.repeats)
     result["markdown"] = markdown_table(result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    write_results(result, RESULTS, indent=1)
     print(result["markdown"])
     print(f"\nimagecorruptions: {result['imagecorruptions']}")
     print(f"wrote {RESULTS}")

@@ -62,13 +62,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import shlex
 import sys
 from pathlib import Path
 
 import torch
 
-from common import ROOT, environment, load_average, load_results, median_ms, resolve_spec, train_once, write_results
+from common import (add_study_args, add_training_args, command, environment, fill_rows, finish_study, list_rows,
+                    load_average, median_ms, open_study, resolve_spec, reused_checkpoint, selected_rows, table,
+                    train_config, train_once, write_results)
 
 #: FPD rows with their own distillation weight instead of --alpha (the "find out why" sweep): row -> alpha
 ALPHA_ROWS = {"student_fpd_a0.9": 0.9}
@@ -92,9 +93,7 @@ ROWS = {
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=10, help="training epochs of every student (the one budget)")
-    p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
+    add_training_args(p)
     p.add_argument("--input-size", type=int, default=128, help="square model input side (default 128)")
     p.add_argument("--train", default="lsp:../shared/datasets/lspet@train",
                    help="training data spec (relative paths are taken from the repository root)")
@@ -110,16 +109,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repvgg-kwargs", default='{"deconv_channels": 96}', help="JSON model kwargs")
     p.add_argument("--alpha", type=float, default=0.5, help="FPD distillation weight (0.5 as the paper)")
     p.add_argument("--okdhp-kwargs", default="{}", help='JSON OKDHP options, e.g. \'{"branches": 3}\'')
-    p.add_argument("--rows", help="comma-separated row names (default: all; see --list)")
-    p.add_argument("--list", action="store_true", help="print the row names and exit")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the latency measurement")
     p.add_argument("--train-threads", type=int,
                    help="torch threads of each training (default: all cores; 1 lets two benchmarks share 2 cores)")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per latency measurement")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fpd.json",
-                   help="results json; fpd.md goes next to it")
-    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "fpd", help="parent of the run folders")
-    p.add_argument("--force", action="store_true", help="recompute rows that already have results")
+    add_study_args(p, "fpd")
     p.add_argument("--remeasure-latency", action="store_true",
                    help="only re-measure the latency of every finished row, all in one go (run it on a quiet "
                         "machine: rows trained in parallel were timed under different loads)")
@@ -133,10 +127,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         setattr(args, key, value)
     args.teacher_epochs = args.teacher_epochs or args.epochs
     args.unlabeled = args.unlabeled or args.train
-    args.row_names = list(ROWS) if not args.rows else [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = [r for r in args.row_names if r not in ROWS]
-    if unknown:
-        p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
+    args.row_names = selected_rows(p, args, ROWS)
     return args
 
 
@@ -177,22 +168,14 @@ def trainings(args, teacher_ckpt: str | None) -> dict:
     }
 
 
-def train_config(name: str, args, run_dir: Path, teacher_ckpt: str | None):
-    from posekit.engine.trainer import TrainConfig
-    options = dict(trainings(args, teacher_ckpt)[name])
-    options.setdefault("epochs", args.epochs)
-    side = args.input_size
-    return TrainConfig(train=resolve_spec(args.train), val=None, out=str(run_dir), input_size=(side, side),
-                       sigma=2.0, decode="dark", batch_size=args.batch_size, lr=2e-3, weight_decay=1e-4,
-                       warmup_iters=200, final_lr_ratio=0.01, workers=args.workers, seed=0,
-                       max_iters_per_epoch=args.max_iters, threads=args.train_threads, progress=sys.stderr.isatty(),
-                       **options)
-
-
 def train(name: str, args, run_dir: Path, teacher_ckpt: str | None = None) -> dict:
     """Train (or finish training) one configuration; returns its ``done.json`` record (checkpoint, seconds, final
     training log, config)."""
-    return train_once(train_config(name, args, run_dir, teacher_ckpt), run_dir)
+    options = {"epochs": args.epochs, **trainings(args, teacher_ckpt)[name]}
+    side = args.input_size
+    cfg = train_config(resolve_spec(args.train), run_dir, args, input_size=(side, side), seed=0,
+                       threads=args.train_threads, **options)
+    return train_once(cfg, run_dir)
 
 
 def teacher_training(args, run_root: Path) -> dict:
@@ -200,8 +183,7 @@ def teacher_training(args, run_root: Path) -> dict:
     if args.teacher:
         if not args.teacher.is_file():
             raise SystemExit(f"error: teacher checkpoint not found: {args.teacher}")
-        return {"checkpoint": str(args.teacher.resolve()), "train_seconds": None, "final_epoch": {},
-                "config": None, "external": True}
+        return reused_checkpoint(args.teacher.resolve())
     print(f"teacher: training {args.teacher_model} {json.dumps(args.teacher_kwargs)} for {args.teacher_epochs} "
           "epochs ...", flush=True)
     return train("teacher", args, run_root / "teacher")
@@ -298,10 +280,8 @@ def markdown(results: dict) -> str:
              f"evaluated on `{b['val']}` with flip test. Teacher: {teacher_text}. FPD alpha {b['alpha']}; "
              f"unlabeled data `{b['unlabeled']}` (labels withheld). Latency: network alone, batch 1, "
              f"{results.get('latency_threads', 1)} thread, median ms. FLOPs: 2 per multiply-add, one view. "
-             f"Requirement: a student uses <= {100 * FLOPS_REQUIREMENT:.0f}% of the teacher's FLOPs.", "",
-             "| row | PCK@0.2 torso | PCK@0.05 box | AUC | params (M) | GFLOPs | % teacher FLOPs | latency ms "
-             "| train min |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"Requirement: a student uses <= {100 * FLOPS_REQUIREMENT:.0f}% of the teacher's FLOPs.", ""]
+    rows = []
     for name in ROWS:
         r = results["rows"].get(name)
         if r is None:
@@ -309,35 +289,33 @@ def markdown(results: dict) -> str:
         ratio = r.get("flops_ratio_to_teacher")
         ratio_text = "-" if ratio is None else f"{100 * ratio:.1f}" + ("" if r["flops_requirement_met"] else " (!)")
         minutes = "-" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.1f}"
-        lines.append(f"| {r['label']} | {r['pck@0.2_torso']:.3f} | {r['pck@0.05_box']:.3f} | {r['auc_torso']:.3f} "
-                     f"| {r['params'] / 1e6:.2f} | {r['flops'] / 1e9:.3f} | {ratio_text} | {r['latency_ms']:.2f} "
-                     f"| {minutes} |")
+        rows.append([r["label"], f"{r['pck@0.2_torso']:.3f}", f"{r['pck@0.05_box']:.3f}", f"{r['auc_torso']:.3f}",
+                     f"{r['params'] / 1e6:.2f}", f"{r['flops'] / 1e9:.3f}", ratio_text, f"{r['latency_ms']:.2f}",
+                     minutes])
+    lines += table(["row", "PCK@0.2 torso", "PCK@0.05 box", "AUC", "params (M)", "GFLOPs", "% teacher FLOPs",
+                    "latency ms", "train min"], rows)
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
-        for name, (training, label, deploy) in ROWS.items():
-            print(f"{name:24s} {label}  (training {training}{', re-parameterised' if deploy else ''})")
-        return 0
+        return list_rows({name: f"{label}  (training {training}{', re-parameterised' if deploy else ''})"
+                          for name, (training, label, deploy) in ROWS.items()}, 24)
     b = budget(args)
-    results = load_results(args.out, b)
-    command = " ".join(shlex.quote(a) for a in (sys.argv if argv is None else ["benchmarks/fpd.py", *argv]))
-    results.update({"environment": environment(), "latency_threads": args.threads,
-                    "latency_command" if args.remeasure_latency else "command": command})
+    command_key = "latency_command" if args.remeasure_latency else "command"
+    results = open_study(args.out, b, environment=environment(), latency_threads=args.threads,
+                         **{command_key: command("benchmarks/fpd.py", argv)})
     run_root = args.runs / budget_name(b)
     if args.remeasure_latency:
         remeasure_latency(results, args)
         write_results(results, args.out, markdown(results))
         print(markdown(results))
         return 0
-    todo = [r for r in args.row_names if args.force or r not in results["rows"]]
-    # the teacher row is always measured (the FLOPs requirement is relative to it)
-    if "teacher" not in results["rows"] and "teacher" not in todo:
-        todo.insert(0, "teacher")
     teacher = None
-    for row in todo:
+
+    def compute(row: str) -> dict:
+        nonlocal teacher
         training_name = ROWS[row][0]
         if training_name == "teacher" or trainings(args, None)[training_name].get("method") == "fpd":
             teacher = teacher or teacher_training(args, run_root)
@@ -345,25 +323,18 @@ def main(argv=None) -> int:
             training = teacher
         else:
             print(f"{row}: training {training_name} ...", flush=True)
-            training = train(training_name, args, run_root / training_name,
-                             teacher["checkpoint"] if teacher else None)
-        results["rows"][row] = evaluate_row(row, training, args)
-        results["rows"][row]["date"] = datetime.datetime.now().isoformat(timespec="seconds")
-        flops_check(results)
-        # after every row: an interrupted run keeps what it finished
-        write_results(results, args.out, markdown(results))
-        r = results["rows"][row]
+            training = train(training_name, args, run_root / training_name, teacher["checkpoint"] if teacher else None)
+        r = evaluate_row(row, training, args)
         print(f"{row}: PCK@0.2 torso {r['pck@0.2_torso']:.3f}, PCK@0.05 box {r['pck@0.05_box']:.3f}, "
               f"AUC {r['auc_torso']:.3f}, {r['params'] / 1e6:.2f} M params, {r['flops'] / 1e9:.3f} GFLOPs, "
               f"{r['latency_ms']:.2f} ms", flush=True)
-    for name in args.row_names:
-        if name not in todo:
-            print(f"{name}: done (in {args.out}), skipped")
-    for line in flops_check(results):
-        print(line)
-    write_results(results, args.out, markdown(results))
-    print(markdown(results))
-    return 0
+        return r
+
+    # the teacher row is always measured (the FLOPs requirement is relative to it)
+    names = args.row_names if "teacher" in results["rows"] or "teacher" in args.row_names else ["teacher",
+                                                                                                *args.row_names]
+    fill_rows(results, names, compute, args.out, markdown, force=args.force, before_write=flops_check)
+    return finish_study(results, args.out, markdown, notes=flops_check(results))
 
 
 if __name__ == "__main__":

@@ -11,10 +11,9 @@ Deterministic (no randomness at inference); one run takes about a minute on 2 co
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from common import decoder_options
+from common import decoder_options, table, write_results
 from posekit.data.formats import load_samples
 from posekit.engine.evaluate import evaluate_samples
 from posekit.inference.predictor import Predictor
@@ -35,12 +34,11 @@ def evaluate_variant(checkpoint, samples, decode: str, flip: bool) -> dict:
 
 
 def markdown(rows: list[dict], checkpoint: str, data: str) -> str:
+    cells = [[r["decode"].replace("dark:", "DARK, blur ") if ":" in r["decode"] else r["decode"],
+              "yes" if r["flip"] else "no", *(f"{r['metrics'][c]:.4f}" if c in r["metrics"] else "-" for c in COLUMNS)]
+             for r in rows]
     lines = [f"# Inference ingredients on `{checkpoint}` ({data})", "",
-             "| decoding | flip test | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
-    for r in rows:
-        cells = " | ".join(f"{r['metrics'][c]:.4f}" if c in r["metrics"] else "-" for c in COLUMNS)
-        decoder = r["decode"].replace("dark:", "DARK, blur ") if ":" in r["decode"] else r["decode"]
-        lines.append(f"| {decoder} | {'yes' if r['flip'] else 'no'} | {cells} |")
+             *table(["decoding", "flip test", *COLUMNS], cells)]
     return "\n".join(lines) + "\n"
 
 
@@ -52,13 +50,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     samples = load_samples(args.data)
     rows = [{"decode": d, "flip": f, "metrics": evaluate_variant(args.checkpoint, samples, d, f)} for d, f in VARIANTS]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"checkpoint": args.checkpoint, "data": args.data, "rows": rows},
-                                                   indent=1) + "\n")
-    table = markdown(rows, args.checkpoint, args.data)
-    out.with_suffix(".md").write_text(table)
-    print(table)
+    text = markdown(rows, args.checkpoint, args.data)
+    write_results({"checkpoint": args.checkpoint, "data": args.data, "rows": rows},
+                  Path(args.out).with_suffix(".json"), text, indent=1)
+    print(text)
     return 0
 
 

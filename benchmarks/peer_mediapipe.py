@@ -22,10 +22,7 @@ copied into the installed ``mediapipe`` package, where the legacy ``mp.solutions
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -35,19 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
+from common import Progress, cpu_model, environment, latency_ms, table, write_results
+from posekit.data.io import file_sha256  # (NumPy and PIL only: no thread pool starts before limit_threads)
+
 NPM_PACKAGE = "@mediapipe/pose@0.5.1675469404"
 VARIANTS = ("lite", "full", "heavy")
 MODEL_COMPLEXITY = {"lite": 0, "full": 1, "heavy": 2}
 DEFAULT_DATA = "lsp:/work/shared/datasets/lspet@val"
+ALPHA = 0.2
 
-#: LSP joints 0..11 (right ankle ... left wrist) -> BlazePose landmark index. LSP's neck (12) and head
-#: top (13) have no BlazePose counterpart. Both skeletons name sides from the person's point of view.
-LSP_TO_BLAZEPOSE = (28, 26, 24, 23, 25, 27, 16, 14, 12, 11, 13, 15)
-SHARED_JOINTS = ("right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
-                 "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist")
-NUM_SHARED = len(SHARED_JOINTS)
-# Indices in LSP order (the first 12 LSP joints are exactly the shared ones, in the same order).
-L_SHOULDER, R_HIP, R_SHOULDER, L_HIP = 9, 2, 8, 3
+#: The joints are those of :data:`posekit.zoo.LSP_SHARED_WITH_BLAZEPOSE` (LSP's 14 less neck and head top), by name:
+#: BlazePose's landmark of an LSP joint is ``mediapipe.solutions.pose.PoseLandmark[NAME.upper()]`` (both skeletons
+#: name sides from the person's point of view). Scores come from :func:`posekit.metrics.pck` on the LSP skeleton.
 
 
 # -- thread settings ----------------------------------------------------------------------------------
@@ -71,14 +67,6 @@ def limit_threads(threads: int) -> list[int]:
 
 
 # -- MediaPipe models ---------------------------------------------------------------------------------
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def npm_fetch(models_dir: Path, package: str = NPM_PACKAGE) -> None:
     """``npm pack`` the BlazePose web package into ``models_dir`` and extract its landmark .tflite files.
 
@@ -124,7 +112,7 @@ def install_landmark_models(variants, models_dir: Path | None, npm: bool) -> dic
         target = package_dir / name
         source = models_dir / name if models_dir is not None else None
         if target.is_file():
-            if source is not None and source.is_file() and sha256(source) != sha256(target):
+            if source is not None and source.is_file() and file_sha256(source) != file_sha256(target):
                 raise ValueError(f"{target} (installed) differs from {source}; delete one of them so that it is "
                                  "clear which model is benchmarked")
             origin = "installed package"
@@ -136,7 +124,7 @@ def install_landmark_models(variants, models_dir: Path | None, npm: bool) -> dic
                     f"mediapipe-pose-*.tgz && pass --mediapipe-models package/")
             shutil.copyfile(source, target)
             origin = str(source)
-        info[variant] = {"path": str(target), "sha256": sha256(target), "source": origin}
+        info[variant] = {"path": str(target), "sha256": file_sha256(target), "source": origin}
     return info
 
 
@@ -156,122 +144,90 @@ def forbid_downloads() -> None:
 class BlazePose:
     """One BlazePose variant in static-image mode: person detection + landmarks on every image."""
 
-    def __init__(self, variant: str, min_detection_confidence: float = 0.5):
+    def __init__(self, variant: str, joints, min_detection_confidence: float = 0.5):
         import mediapipe as mp
+        from posekit.skeletons import LSP
 
-        self.variant = variant
+        self.variant, self.num_keypoints = variant, LSP.num_keypoints
+        #: (LSP index, BlazePose landmark index) of every shared joint, matched by name
+        self.landmarks = [(LSP.index(name), mp.solutions.pose.PoseLandmark[name.upper()].value) for name in joints]
         self.pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=MODEL_COMPLEXITY[variant],
                                            smooth_landmarks=False, enable_segmentation=False,
                                            min_detection_confidence=min_detection_confidence)
 
-    def __call__(self, image: np.ndarray) -> np.ndarray | None:
-        """image: (H, W, 3) uint8 RGB -> (12, 2) shared joints in LSP order, image pixels; None = no person."""
+    def __call__(self, image: np.ndarray, sample=None) -> np.ndarray | None:
+        """image: (H, W, 3) uint8 RGB -> (14, 2) LSP joints in image pixels (NaN where BlazePose has no such
+        landmark); None = no person. The whole image: BlazePose finds the person itself."""
         result = self.pose.process(image)
         if result.pose_landmarks is None:
             return None
         height, width = image.shape[:2]
         landmarks = result.pose_landmarks.landmark
-        return np.array([[landmarks[i].x * width, landmarks[i].y * height] for i in LSP_TO_BLAZEPOSE])
+        joints = np.full((self.num_keypoints, 2), np.nan)
+        for k, i in self.landmarks:
+            joints[k] = [landmarks[i].x * width, landmarks[i].y * height]
+        return joints
 
     def close(self) -> None:
         self.pose.close()
 
 
 # -- scoring ------------------------------------------------------------------------------------------
-def torso_sizes(visible: np.ndarray, coords: np.ndarray, fallback: bool) -> np.ndarray:
-    """Reference length per image for PCK: ||left shoulder - right hip|| of the ground truth.
+def score(pred: np.ndarray, gt: np.ndarray, joints, detected: np.ndarray) -> dict:
+    """All PCK@0.2 variants of one method over the visible ground-truth joints ``joints`` (names) of the people
+    whose reference length is defined. pred: (N, 14, 2) LSP joints in pixels, NaN where a method gave nothing (a
+    miss); gt: (N, 14, 3); detected: (N,). Each variant: {"pck", "per_joint" (``joints`` order), "n_joints",
+    "n_images"}.
 
-    visible: (N, 14) bool; coords: (N, 14, 2). LSPET stores no position for a joint it marks not
-    visible, so the torso is undefined (NaN) unless both joints are visible. ``fallback=True`` then
-    uses the other diagonal, ||right shoulder - left hip||, when both of those are visible.
-    Returns (N,) float, NaN where undefined.
+    Torso = ||left shoulder - right hip|| of the ground truth (:func:`posekit.metrics.torso_lengths`). LSPET stores
+    no position for a joint it marks not visible, so it is undefined unless both are visible; the fallback uses
+    the other diagonal, ||right shoulder - left hip||, for those people when both of its joints are visible.
     """
-    def diagonal(a, b):
-        length = np.linalg.norm(coords[:, a] - coords[:, b], axis=1)
-        return np.where(visible[:, a] & visible[:, b], length, np.nan)
+    from posekit.metrics import pck, segment_lengths, torso_lengths
+    from posekit.skeletons import LSP
 
-    sizes = diagonal(L_SHOULDER, R_HIP)
-    if fallback:
-        sizes = np.where(np.isnan(sizes), diagonal(R_SHOULDER, L_HIP), sizes)
-    return sizes
+    index = [LSP.index(name) for name in joints]
 
+    def variant(norm: np.ndarray) -> dict:
+        r = pck(pred, gt, norm, ALPHA, joints=index)
+        return {"pck": r["overall"], "per_joint": [round(float(r["per_joint"][j]), 4) for j in index],
+                "n_joints": int(r["counted"].sum()), "n_images": r["n_people"]}
 
-def pck(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, ref: np.ndarray, alpha: float = 0.2) -> dict:
-    """PCK over visible ground-truth joints of images whose reference length is defined.
-
-    pred, gt: (N, J, 2) pixels, pred NaN where a method gave nothing (a missed detection counts as
-    wrong); visible: (N, J) bool; ref: (N,) reference length, NaN = image left out.
-    Returns {"pck", "per_joint" (J,), "n_joints", "n_images"}.
-    """
-    if not (pred.shape == gt.shape and gt.shape[:2] == visible.shape and ref.shape == gt.shape[:1]):
-        raise ValueError(f"shape mismatch: pred {pred.shape}, gt {gt.shape}, visible {visible.shape}, ref {ref.shape}")
-    scored = visible & np.isfinite(ref)[:, None] & (ref > 0)[:, None]
-    dist = np.linalg.norm(pred - gt, axis=2)
-    correct = np.zeros_like(scored)
-    np.less_equal(dist, alpha * ref[:, None], out=correct, where=scored & np.isfinite(dist))
-    per_joint_total = scored.sum(axis=0)
-    per_joint = np.divide(correct.sum(axis=0), per_joint_total, out=np.full(gt.shape[1], np.nan),
-                          where=per_joint_total > 0)
-    total = int(scored.sum())
-    return {"pck": float(correct.sum() / total) if total else float("nan"),
-            "per_joint": [round(float(v), 4) for v in per_joint],
-            "n_joints": total, "n_images": int(scored.any(axis=1).sum())}
-
-
-def score(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, detected: np.ndarray) -> dict:
-    """All PCK variants of one method. pred: (N, 12, 2); gt: (N, 14, 2); visible: (N, 14); detected: (N,)."""
-    gt12, vis12 = gt[:, :NUM_SHARED], visible[:, :NUM_SHARED]
-    strict = torso_sizes(visible, gt, fallback=False)
-    either = torso_sizes(visible, gt, fallback=True)
-    only_detected = np.where(detected, strict, np.nan)
-    return {"pck_torso": pck(pred, gt12, vis12, strict),
-            "pck_torso_fallback": pck(pred, gt12, vis12, either),
-            "pck_torso_detected_only": pck(pred, gt12, vis12, only_detected)}
-
-
-def latency_summary(times_s: list[float]) -> dict:
-    ms = np.asarray(times_s) * 1e3
-    return {"median_ms": round(float(np.median(ms)), 2), "p90_ms": round(float(np.percentile(ms, 90)), 2),
-            "mean_ms": round(float(ms.mean()), 2)}
+    strict = torso_lengths(gt, LSP)
+    either = np.where(np.isnan(strict), segment_lengths(gt, LSP, "right_shoulder", "left_hip"), strict)
+    return {"pck_torso": variant(strict), "pck_torso_fallback": variant(either),
+            "pck_torso_detected_only": variant(np.where(detected, strict, np.nan))}
 
 
 # -- runs ---------------------------------------------------------------------------------------------
-class Progress:
-    """One line to stderr every ``every`` images: count, rate, time left."""
+def timed_run(name: str, predict, samples, read_image, show_misses: bool = False) -> dict:
+    """``predict(image, sample) -> (14, 2) | None`` on every sample, one image per call, after one untimed warm-up
+    call (graph start and delegate set-up are not timed); image decoding is not timed either.
+    Returns predictions (N, 14, 2) with NaN rows for misses, per-image seconds, missed file names."""
+    predict(read_image(samples[0].image_path), samples[0])
+    preds = np.full((len(samples), 14, 2), np.nan)
+    times, missed = [], []
+    progress = Progress(name, len(samples))
+    for i, sample in enumerate(samples):
+        image = read_image(sample.image_path)
+        start = time.perf_counter()
+        joints = predict(image, sample)
+        times.append(time.perf_counter() - start)
+        if joints is None:
+            missed.append(sample.file_name)
+        else:
+            preds[i] = joints
+        progress.step(i + 1, f"({len(missed)} missed)" if show_misses else "")
+    return {"preds": preds, "times": times, "missed": missed}
 
-    def __init__(self, name: str, total: int, every: int = 50):
-        self.name, self.total, self.every, self.start = name, total, every, time.perf_counter()
 
-    def step(self, done: int, extra: str = "") -> None:
-        if done % self.every and done != self.total:
-            return
-        elapsed = time.perf_counter() - self.start
-        left = elapsed / done * (self.total - done)
-        print(f"[{self.name}] {done}/{self.total} images, {elapsed:.0f} s, ~{left:.0f} s left {extra}",
-              file=sys.stderr, flush=True)
-
-
-def run_blazepose(variant: str, samples, read_image, min_detection_confidence: float) -> dict:
-    """Predictions (N, 12, 2) with NaN rows for misses, per-image latency, missed file names."""
-    model = BlazePose(variant, min_detection_confidence)
+def run_blazepose(variant: str, joints, samples, read_image, min_detection_confidence: float) -> dict:
+    """BlazePose on the whole image of each sample (:func:`timed_run`)."""
+    model = BlazePose(variant, joints, min_detection_confidence)
     try:
-        model(read_image(samples[0].image_path))  # warm-up: graph start and delegate set-up are not timed
-        preds = np.full((len(samples), NUM_SHARED, 2), np.nan)
-        times, missed = [], []
-        progress = Progress(f"blazepose-{variant}", len(samples))
-        for i, sample in enumerate(samples):
-            image = read_image(sample.image_path)
-            start = time.perf_counter()
-            joints = model(image)
-            times.append(time.perf_counter() - start)
-            if joints is None:
-                missed.append(sample.file_name)
-            else:
-                preds[i] = joints
-            progress.step(i + 1, f"({len(missed)} missed)")
+        return timed_run(f"blazepose-{variant}", model, samples, read_image, show_misses=True)
     finally:
         model.close()
-    return {"preds": preds, "times": times, "missed": missed}
 
 
 def run_posekit(checkpoint: Path, samples, read_image, flip_test: bool) -> tuple[dict, dict]:
@@ -282,20 +238,11 @@ def run_posekit(checkpoint: Path, samples, read_image, flip_test: bool) -> tuple
     if predictor.num_keypoints != 14:
         raise ValueError(f"{checkpoint}: the model predicts {predictor.num_keypoints} joints; this benchmark needs "
                          "an LSP (14-joint) checkpoint")
-    predictor.predict(read_image(samples[0].image_path), samples[0].box[None])  # warm-up
-    preds = np.full((len(samples), NUM_SHARED, 2), np.nan)
-    times = []
-    progress = Progress("posekit", len(samples))
-    for i, sample in enumerate(samples):
-        image = read_image(sample.image_path)
-        start = time.perf_counter()
-        keypoints = predictor.predict(image, sample.box[None])
-        times.append(time.perf_counter() - start)
-        preds[i] = keypoints[0, :NUM_SHARED, :2]
-        progress.step(i + 1)
+    run = timed_run("posekit", lambda image, sample: predictor.predict(image, sample.box[None])[0, :, :2], samples,
+                    read_image)
     info = {"checkpoint": str(checkpoint), "flip_test": flip_test, "input_size": list(predictor.input_size),
             "padding": predictor.padding, "model": predictor.config.get("model", {}).get("name")}
-    return {"preds": preds, "times": times, "missed": []}, info
+    return run, info
 
 
 # -- report -------------------------------------------------------------------------------------------
@@ -310,7 +257,8 @@ def markdown(result: dict) -> str:
     lines = [
         f"# MediaPipe BlazePose vs posekit on LSPET val ({n} images{', --limit run' if result['limit'] else ''})",
         "",
-        f"PCK@0.2 (torso) over the {NUM_SHARED} joints both skeletons share, visible ground-truth joints only. "
+        f"PCK@0.2 (torso) over the {len(result['joints'])} joints both skeletons share, visible ground-truth joints "
+        "only. "
         f"Torso = ||left shoulder - right hip|| of the ground truth; LSPET has no position for a joint it marks "
         f"not visible, so images without both are left out of the main column "
         f"({first['pck_torso']['n_images']} of {n} scored); the 'diagonal fallback' column uses "
@@ -322,17 +270,14 @@ def markdown(result: dict) -> str:
         "cannot miss and also gets the person's scale for free. The 'detected only' column scores BlazePose "
         "on the images where it found someone.",
         "",
-        "| method | person box | PCK@0.2 torso | PCK@0.2 diagonal fallback | PCK@0.2 detected only | "
-        "detection failures | median ms / image | p90 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        *table(["method", "person box", "PCK@0.2 torso", "PCK@0.2 diagonal fallback", "PCK@0.2 detected only",
+                "detection failures", "median ms / image", "p90 ms"],
+               [[row["name"], row["box"], fmt(row["metrics"]["pck_torso"]["pck"]),
+                 fmt(row["metrics"]["pck_torso_fallback"]["pck"]),
+                 fmt(row["metrics"]["pck_torso_detected_only"]["pck"]),
+                 f"{row['detection_failures']} ({100 * row['detection_failures'] / n:.1f}%)",
+                 f"{row['latency']['median_ms']:.1f}", f"{row['latency']['p90_ms']:.1f}"] for row in rows]),
     ]
-    for row in rows:
-        m = row["metrics"]
-        failures = row["detection_failures"]
-        lines.append(
-            f"| {row['name']} | {row['box']} | {fmt(m['pck_torso']['pck'])} | {fmt(m['pck_torso_fallback']['pck'])} | "
-            f"{fmt(m['pck_torso_detected_only']['pck'])} | {failures} ({100 * failures / n:.1f}%) | "
-            f"{row['latency']['median_ms']:.1f} | {row['latency']['p90_ms']:.1f} |")
     env = result["environment"]
     lines += [
         "",
@@ -350,25 +295,9 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def environment(cpus: list[int], threads: int) -> dict:
-    import mediapipe
-
-    cpu_model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        import torch
-        torch_version = torch.__version__
-    except ImportError:
-        torch_version = None
-    return {"threads": threads, "cpus": cpus, "cpu_count": os.cpu_count(), "cpu_model": cpu_model,
-            "mediapipe": mediapipe.__version__, "torch": torch_version, "numpy": np.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
+def peer_environment(cpus: list[int], threads: int) -> dict:
+    return environment("threads", "cpus", "cpu_count", "cpu_model", "mediapipe", "torch", "numpy", "python",
+                       "platform", threads=threads, cpus=cpus, cpu_count=os.cpu_count(), cpu_model=cpu_model("unknown"))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -408,6 +337,8 @@ def main(argv=None) -> dict:
     import torch
     from posekit.data.formats import load_samples
     from posekit.data.io import read_image
+    from posekit.skeletons import LSP
+    from posekit.zoo import LSP_SHARED_WITH_BLAZEPOSE as joints
 
     torch.set_num_threads(args.threads)
     samples = load_samples(args.data)
@@ -417,8 +348,7 @@ def main(argv=None) -> dict:
         samples = samples[:args.limit]
     if not samples:
         raise ValueError(f"{args.data}: no samples")
-    gt = np.stack([s.keypoints[:, :2] for s in samples]).astype(np.float64)
-    visible = np.stack([s.keypoints[:, 2] > 0 for s in samples])
+    gt = np.stack([s.keypoints for s in samples]).astype(np.float64)  # (N, 14, 3): x, y, visible
     print(f"{len(samples)} images from {args.data}; threads {args.threads} (CPUs {cpus})", file=sys.stderr)
 
     model_info = install_landmark_models(args.variants, args.mediapipe_models, args.npm_fetch)
@@ -426,7 +356,7 @@ def main(argv=None) -> dict:
 
     methods, posekit_info = [], []
     for variant in args.variants:
-        run = run_blazepose(variant, samples, read_image, args.min_detection_confidence)
+        run = run_blazepose(variant, joints, samples, read_image, args.min_detection_confidence)
         methods.append({"name": f"BlazePose {variant}", "box": "own detector", "model": model_info[variant],
                         "run": run})
     for checkpoint in args.checkpoint:
@@ -434,21 +364,20 @@ def main(argv=None) -> dict:
         posekit_info.append(info)
         methods.append({"name": f"posekit {checkpoint.name}", "box": "GT joints (given)", "model": info, "run": run})
 
+    shared = [LSP.index(name) for name in joints]
     rows = []
     for method in methods:
         run = method.pop("run")
-        detected = np.isfinite(run["preds"]).all(axis=(1, 2))
-        rows.append({**method, "metrics": score(run["preds"], gt, visible, detected),
+        detected = np.isfinite(run["preds"][:, shared]).all(axis=(1, 2))
+        rows.append({**method, "metrics": score(run["preds"], gt, joints, detected),
                      "detection_failures": len(run["missed"]), "missed_files": run["missed"],
-                     "latency": latency_summary(run["times"])})
+                     "latency": latency_ms(run["times"], digits=2, mean=True)})
     result = {"benchmark": "MediaPipe BlazePose vs posekit, LSPET val", "data": args.data, "limit": args.limit,
-              "n_images": len(samples), "alpha": 0.2, "joints": list(SHARED_JOINTS),
+              "n_images": len(samples), "alpha": ALPHA, "joints": list(joints),
               "min_detection_confidence": args.min_detection_confidence, "posekit": posekit_info,
-              "environment": environment(cpus, args.threads), "methods": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+              "environment": peer_environment(cpus, args.threads), "methods": rows}
     json_path, md_path = args.out.with_suffix(".json"), args.out.with_suffix(".md")
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    md_path.write_text(markdown(result))
+    write_results(result, json_path, markdown(result))
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return result

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import tempfile
@@ -29,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 
+from common import environment, table, write_results
 from posekit.codecs import HeatmapCodec
 from posekit.data.formats import read_image_folder
 from posekit.inference.predictor import Predictor, prediction_record
@@ -109,14 +109,12 @@ def measure(folder: Path, predictor: Predictor, marks: list[int], out_file: Path
 
 
 def markdown(result: dict) -> str:
-    lines = ["| images streamed | peak RSS (MB) | current RSS (MB) | tracemalloc current / peak (MB) | seconds |",
-             "|---:|---:|---:|---:|---:|"]
     base = result["baseline"]
-    lines.append(f"| 0 (model built, warmed up) | {base['peak_rss_mb']} | {base['current_rss_mb']} | - | 0 |")
-    for r in result["rows"]:
-        lines.append(f"| {r['images']:,} | {r['peak_rss_mb']} | {r['current_rss_mb']} | "
-                     f"{r['tracemalloc_current_mb']} / {r['tracemalloc_peak_mb']} | {r['seconds']} |")
-    return "\n".join(lines)
+    rows = [["0 (model built, warmed up)", base["peak_rss_mb"], base["current_rss_mb"], "-", 0]]
+    rows += [[f"{r['images']:,}", r["peak_rss_mb"], r["current_rss_mb"],
+              f"{r['tracemalloc_current_mb']} / {r['tracemalloc_peak_mb']}", r["seconds"]] for r in result["rows"]]
+    return "\n".join(table(["images streamed", "peak RSS (MB)", "current RSS (MB)", "tracemalloc current / peak (MB)",
+                            "seconds"], rows, align="---:"))
 
 
 def main() -> None:
@@ -158,12 +156,10 @@ def main() -> None:
         "peak_rss_growth_per_1000_images_mb": round((last["peak_rss_mb"] - first["peak_rss_mb"])
                                                     / max(1, last["images"] - first["images"]) * 1000, 3),
         "write_seconds": write_seconds, "images_per_second": round(result["predictions"] / result["seconds"], 1),
-        "torch_threads": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__,
-        "machine": platform.machine(),
+        **environment("torch_threads", "python", "torch", "machine", torch_threads=torch.get_num_threads()),
     })
     result["table"] = markdown(result)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    write_results(result, RESULTS, indent=1)
     print(result["table"])
     print(f"predictions: {result['predictions']}; skipped by pixels: {result['pixel_failures']}; "
           f"peak RSS growth {first['images']} -> {last['images']} images: {result['peak_rss_growth_mb']} MB")

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, resolve_spec, write_results
+from common import ROOT, add_training_args, environment, pct, resolve_spec, save_study, table, train_once
 from posekit.data.corruptions import CORRUPTIONS
 from posekit.engine import robustness as rb
 
@@ -51,6 +51,8 @@ ROWS = ("standard", "aid", "advmix", "advmix_noteacher", "standard_ft", "advmix_
 NEEDS_STANDARD = ("advmix", "standard_ft", "advmix_ft")
 METRIC = "pck@0.2_torso"
 MODEL = {"model": "simplebaseline_r18", "model_kwargs": {"width": 0.4, "deconv_channels": 96}, "input_size": [128, 128]}
+#: the heading of the .md (the json holds the table under "markdown")
+TITLE = "Corruption robustness on LSPET"
 
 log = logging.getLogger("robustness_benchmark")
 
@@ -71,10 +73,8 @@ def parse_args(argv=None):
     p.add_argument("--alpha", type=float, default=0.1, help="AdvMix distillation weight")
     p.add_argument("--finetune-epochs", type=int, default=5,
                    help="extra epochs of the *_ft rows, started from the standard row's model")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2)
+    add_training_args(p)
     p.add_argument("--seed", type=int, default=0, help="training seed and corruption seed")
-    p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests only)")
     p.add_argument("--runs", default=str(ROOT / "runs" / "robustness_bench"), help="training / evaluation folders")
     p.add_argument("--results", default=str(RESULTS), help="results json (the markdown goes next to it)")
     p.add_argument("--threads", type=int,
@@ -106,22 +106,16 @@ def train_config(args, name: str, run_dir: Path, teacher: Path | None) -> dict:
     return cfg
 
 
-def train_row(args, name: str, run_dir: Path, teacher: Path | None) -> tuple[Path, dict]:
-    """Train (or finish training) one row; returns (final checkpoint, its training config)."""
-    from posekit.checkpoint import load_checkpoint
-    from posekit.engine.trainer import Trainer, TrainConfig
+def train_row(args, name: str, run_dir: Path, teacher: Path | None) -> tuple[Path, dict, dict]:
+    """Train (or finish training) one row (:func:`common.train_once`); returns (final checkpoint, its training
+    config, the training record)."""
+    from posekit.engine.trainer import TrainConfig
     cfg = train_config(args, name, run_dir, teacher)
     if name == "standard" and args.standard_from:
-        return reuse_run(args.standard_from, cfg), cfg
-    final, last = run_dir / "model.pt", run_dir / "last.pt"
-    if final.exists() and last.exists() and load_checkpoint(last)["epoch"] >= cfg["epochs"]:
-        log.info("%s: already trained (%s)", name, final)
-        return final, cfg
-    log.info("%s: training %d epochs in %s", name, cfg["epochs"], run_dir)
-    t0 = time.time()
-    Trainer(TrainConfig.from_dict(cfg), resume=True).fit()
-    (run_dir / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
-    return final, cfg
+        return reuse_run(args.standard_from, cfg), cfg, {}
+    log.info("%s: %d epochs in %s", name, cfg["epochs"], run_dir)
+    record = train_once(TrainConfig.from_dict(cfg), run_dir)
+    return Path(record["checkpoint"]), cfg, record
 
 
 #: TrainConfig fields that change only speed or bookkeeping, never the trained weights (augmentation and
@@ -197,27 +191,19 @@ def measured_aid_rate(args, n: int = 64) -> float:
 
 
 # -- report --------------------------------------------------------------------------------------
-def pct(v) -> str:
-    return "-" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
-
-
 def markdown(results: dict) -> str:
     rows = results["rows"]
     s = results["settings"]
     current = {k: s[k] for k in ("val", "limit", "severities", "corruptions", "seed", "metric")}
     stale = {name for name, r in rows.items() if {k: r["settings"].get(k) for k in current} != current}
-    lines = ["| model | training | clean PCK@0.2 | mPC | rPC | drop (clean - mPC) |", "|---|---|---|---|---|---|"]
-    for name, r in rows.items():
-        mark = " (†)" if name in stale else ""
-        lines.append(f"| {name}{mark} | {r.get('training', '-')} | {pct(r['clean'])} | {pct(r['mPC'])} | "
-                     f"{pct(r['rPC'])} | {pct(r['drop'])} |")
+    lines = table(["model", "training", "clean PCK@0.2", "mPC", "rPC", "drop (clean - mPC)"],
+                  [[name + (" (†)" if name in stale else ""), r.get("training", "-"), pct(r["clean"]), pct(r["mPC"]),
+                    pct(r["rPC"]), pct(r["drop"])] for name, r in rows.items()])
     corruptions = [c for c in CORRUPTIONS if any(c in r["per_corruption"] for r in rows.values())]
     if rows and corruptions:
-        lines += ["", "Mean PCK@0.2 (%) over the severities, per corruption:", "",
-                  "| model | " + " | ".join(c.replace("_", " ") for c in corruptions) + " |",
-                  "|---|" + "---|" * len(corruptions)]
-        for name, r in rows.items():
-            lines.append(f"| {name} | " + " | ".join(pct(r["per_corruption"].get(c)) for c in corruptions) + " |")
+        lines += ["", "Mean PCK@0.2 (%) over the severities, per corruption:", ""]
+        lines += table(["model", *(c.replace("_", " ") for c in corruptions)],
+                       [[name, *(pct(r["per_corruption"].get(c)) for c in corruptions)] for name, r in rows.items()])
     lines += ["", f"LSPET val ({s['val']}), {s.get('n_images', '?')} images, severities "
                   f"{','.join(map(str, s['severities']))}, corruption seed {s['seed']}; "
                   f"every trained row: {s['epochs']} epochs of {s['train']}"
@@ -229,12 +215,6 @@ def markdown(results: dict) -> str:
         lines.append("Not all five severities: mPC/rPC are means over the evaluated grid, not comparable with "
                      "published five-severity numbers.")
     return "\n".join(lines) + "\n"
-
-
-def save(results: dict, path: Path) -> None:
-    """The json (with the table in ``results["markdown"]``) and the titled ``.md`` next to it."""
-    results["markdown"] = markdown(results)
-    write_results(results, path, "# Corruption robustness on LSPET\n\n" + results["markdown"])
 
 
 def main(argv=None) -> int:
@@ -252,7 +232,7 @@ def main(argv=None) -> int:
     results.setdefault("rows", {})
     results["settings"] = {"train": args.train, "epochs": args.epochs, "finetune_epochs": args.finetune_epochs,
                            **MODEL, **eval_settings(args),
-                           "machine": platform.platform(), "processor": platform.processor() or platform.machine()}
+                           **environment("machine", "processor", machine=platform.platform())}
     runs = Path(args.runs) / (f"e{args.epochs}" + ("" if args.max_iters is None else f"_it{args.max_iters}"))
     tag = "eval_" + ("all" if args.limit is None else f"limit{args.limit}")
 
@@ -270,7 +250,7 @@ def main(argv=None) -> int:
                 and not (args.force and name in rows)):
             log.info("%s: finished with the same settings, skipped", name)
             continue
-        checkpoint, cfg = train_row(args, name, run_dir, teacher)
+        checkpoint, cfg, record = train_row(args, name, run_dir, teacher)
         if name not in rows:
             continue
         row = {"training": {"standard": "supervised", "aid": f"supervised + AID (aid_prob {args.aid_prob})",
@@ -280,15 +260,14 @@ def main(argv=None) -> int:
                             "advmix_ft": f"standard + {args.finetune_epochs} AdvMix epochs, teacher = standard, "
                                          f"alpha {args.alpha}"}[name],
                "checkpoint": str(checkpoint), "settings": settings, "config": cfg}
-        seconds = run_dir / "train_seconds.txt"
-        if seconds.exists():
-            row["train_seconds"] = float(seconds.read_text())
+        if record.get("train_seconds") is not None:
+            row["train_seconds"] = record["train_seconds"]
         if name == "aid":
             row["aid_effective_rate"] = measured_aid_rate(args)
         row.update(evaluate(args, checkpoint, run_dir / tag))
         results["rows"][name] = row
         results["settings"]["n_images"] = row["n_images"]
-        save(results, results_path)
+        save_study(results, results_path, TITLE, markdown)
         log.info("%s: clean %.4f, mPC %.4f, rPC %.4f", name, row["clean"], row["mPC"], row["rPC"])
 
     for spec in args.checkpoint:
@@ -304,7 +283,7 @@ def main(argv=None) -> int:
         row.update(evaluate(args, path, Path(args.runs) / "extra" / f"{path.stem}_{settings['weights'][:8]}" / tag))
         results["rows"][name] = row
         results["settings"]["n_images"] = row["n_images"]
-        save(results, results_path)
+        save_study(results, results_path, TITLE, markdown)
         log.info("%s: clean %.4f -> mPC %.4f (drop %.4f)", name, row["clean"], row["mPC"], row["drop"])
 
     if "n_images" not in results["settings"]:  # every row was skipped: take the count from a current one
@@ -313,7 +292,7 @@ def main(argv=None) -> int:
             if all(r["settings"].get(k) == v for k, v in current.items()):
                 results["settings"]["n_images"] = r["n_images"]
                 break
-    save(results, results_path)
+    save_study(results, results_path, TITLE, markdown)
     print(results["markdown"])
     return 0
 

@@ -30,18 +30,19 @@ import argparse
 import json
 import logging
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, write_results
+from common import ROOT, environment, pct, run_once, save_study, table
 from posekit.engine import robustness as rb
 from posekit.methods import scai
 
 RESULTS = ROOT / "benchmarks" / "results" / "scai.json"
 CORRUPTIONS = "gaussian_noise,motion_blur,fog,contrast,jpeg_compression"
 METRICS = ("pck@0.2_torso", "pck@0.05_box", "distal_pck@0.2_torso", "distal_pck@0.05_box", "auc_torso")
+#: the heading of the .md (the json holds the table under "markdown")
+TITLE = "SCAI on LSPET (clean and corrupted)"
 
 log = logging.getLogger("scai_benchmark")
 
@@ -77,15 +78,18 @@ def conditions(args) -> list[tuple[str, str | None]]:
 
 
 def train(args, pose_fp: str) -> Path:
+    """SCAI's nets on top of the pose model, trained once (:func:`common.run_once`, keyed by every training
+    option; :func:`~posekit.methods.scai.train_scai` itself resumes an interrupted run)."""
     kwargs = json.loads(args.scai_kwargs)
     run = Path(args.runs) / f"{Path(args.checkpoint).stem}_{pose_fp[:8]}_e{args.epochs}" \
         f"{'' if args.max_iters is None else f'_it{args.max_iters}'}_seed{args.seed}"
-    t0 = time.time()
-    path = scai.train_scai(args.checkpoint, args.train, run, epochs=args.epochs, batch_size=args.batch_size,
-                           lr=args.lr, seed=args.seed, workers=args.workers, max_iters=args.max_iters,
-                           tta_steps=args.tta_steps, tta_lr=args.tta_lr, progress=True, **kwargs)
-    log.info("SCAI nets: %s (%.0f s)", path, time.time() - t0)
-    return path
+    options = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, workers=args.workers,
+                   max_iters=args.max_iters, tta_steps=args.tta_steps, tta_lr=args.tta_lr, **kwargs)
+    record = run_once(run, lambda: {"checkpoint": scai.train_scai(args.checkpoint, args.train, run, progress=True,
+                                                                  **options)},
+                      key={"pose_weights": pose_fp, "train": args.train, **options})
+    log.info("SCAI nets: %s (%.0f s)", record["checkpoint"], record["seconds_this_run"])
+    return Path(record["checkpoint"])
 
 
 def cell_settings(args, pose_fp: str, scai_fp: str) -> dict:
@@ -94,10 +98,6 @@ def cell_settings(args, pose_fp: str, scai_fp: str) -> dict:
 
 
 # -- report --------------------------------------------------------------------------------------
-def pct(v) -> str:
-    return "-" if v is None or not np.isfinite(v) else f"{100 * v:.1f}"
-
-
 def fmt2(v) -> str:
     return "-" if v is None or not np.isfinite(v) else f"{v:.2f}"
 
@@ -111,16 +111,16 @@ def markdown(results: dict) -> str:
     for metric, title in (("pck@0.2_torso", "PCK@0.2 (torso), all joints"),
                           ("pck@0.05_box", "PCK@0.05 (box), all joints"),
                           ("distal_pck@0.2_torso", "PCK@0.2 (torso), the six corrected (distal) joints")):
-        lines += [f"{title}, %:", "", "| SCAI | " + " | ".join(c.replace("_", " ") for c in conds)
-                  + (" | mean corrupted |" if corrupted else " |"), "|---|" + "---|" * (len(conds) + bool(corrupted))]
+        rows = []
         for mode in modes:
-            values = [cells.get(f"{c}/{mode}", {}).get(metric) for c in conds]
-            row = f"| {mode} | " + " | ".join(pct(v) for v in values)
+            row = [mode, *(pct(cells.get(f"{c}/{mode}", {}).get(metric)) for c in conds)]
             if corrupted:
                 vals = [cells.get(f"{c}/{mode}", {}).get(metric) for c in corrupted]
-                mean = float(np.mean(vals)) if all(v is not None for v in vals) else None
-                row += f" | {pct(mean)}"
-            lines.append(row + " |")
+                row.append(pct(float(np.mean(vals)) if all(v is not None for v in vals) else None))
+            rows.append(row)
+        lines += [f"{title}, %:", ""]
+        lines += table(["SCAI", *(c.replace("_", " ") for c in conds), *(["mean corrupted"] if corrupted else [])],
+                       rows)
         lines.append("")
     train_cfg = results.get("scai", {}).get("train", {})
     lines += [f"Pose model `{s['checkpoint']}` (flip test); SCAI nets trained on {train_cfg.get('data')} for "
@@ -139,12 +139,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save(results: dict, path: Path) -> None:
-    """The json (with the table in ``results["markdown"]``) and the titled ``.md`` next to it."""
-    results["markdown"] = markdown(results)
-    write_results(results, path, "# SCAI on LSPET (clean and corrupted)\n\n" + results["markdown"])
-
-
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -161,8 +155,8 @@ def main(argv=None) -> int:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results.setdefault("cells", {})
     results["settings"] = {"checkpoint": str(args.checkpoint), **settings, "batch_size": args.batch_size,
-                           "conditions": [c for c, _ in conds], "modes": modes, "machine": platform.platform(),
-                           "processor": platform.processor() or platform.machine()}
+                           "conditions": [c for c, _ in conds], "modes": modes,
+                           **environment("machine", "processor", machine=platform.platform())}
     _, scai_cfg = scai.load_scai(scai_path)
     results["scai"] = {"checkpoint": str(scai_path), "train": scai_cfg["train"], "nets": scai_cfg["nets"],
                        "history": scai_cfg["history"]}
@@ -187,10 +181,10 @@ def main(argv=None) -> int:
             cell["settings"] = settings
             results["cells"][key] = cell
             results["settings"]["n_images"] = metrics["n_evaluated"]
-            save(results, results_path)
+            save_study(results, results_path, TITLE, markdown)
             log.info("%s: PCK@0.2 %.4f, PCK@0.05 box %.4f, distal PCK@0.2 %.4f (%.0f s)", key,
                      cell["pck@0.2_torso"], cell["pck@0.05_box"], cell["distal_pck@0.2_torso"], cell["seconds"])
-    save(results, results_path)
+    save_study(results, results_path, TITLE, markdown)
     print(results["markdown"])
     return 0
 

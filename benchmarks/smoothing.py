@@ -21,15 +21,13 @@ predictions; this equals ``posekit predict --smooth ...`` because the person box
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, environment, resolve_spec, write_results
+from common import ROOT, command, environment, resolve_spec, table, write_results
 
 FPS = 30.0
 
@@ -141,10 +139,10 @@ def markdown(results: dict) -> str:
     for key, title in titles.items():
         block = results["real_clips"]["ways"][key[5:]] if key.startswith("real:") else results[key]
         description = results["real_clips"]["description"] if key.startswith("real:") else block["description"]
-        lines += [f"## {title}", "", description, "",
-                  "| filter | jitter | lag (frames) | error (px) |", "|---|---|---|---|"]
-        for label, r in block["table"].items():
-            lines.append(f"| {label} | {r['jitter']:.3f} | {r['lag']:.2f} | {r['error_px']:.2f} |")
+        lines += [f"## {title}", "", description, ""]
+        lines += table(["filter", "jitter", "lag (frames)", "error (px)"],
+                       [[label, f"{r['jitter']:.3f}", f"{r['lag']:.2f}", f"{r['error_px']:.2f}"]
+                        for label, r in block["table"].items()])
         lines.append("")
     lines.append(f"Command: `{results['command']}`")
     return "\n".join(lines) + "\n"
@@ -172,7 +170,7 @@ def main(argv=None) -> int:
                                       "each frame (the network's own noise, no tracking).",
                        "ways": {way: {"table": score(tracks)} for way, tracks in ways.items()}},
         "checkpoint": args.checkpoint, "seed": args.seed, "environment": environment(),
-        "command": " ".join(shlex.quote(a) for a in ["python", "benchmarks/smoothing.py", *sys.argv[1:]]),
+        "command": command("benchmarks/smoothing.py", python=True),
     }
     write_results(results, args.out, markdown(results))
     print(markdown(results))

@@ -28,17 +28,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
-import shlex
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import ROOT, command, environment, latency_ms, load_average, table, time_calls, write_results
 from posekit.checkpoint import build_from_checkpoint
 from posekit.inference.export import export_onnx
 from posekit.inference.predictor import Predictor
@@ -46,7 +43,6 @@ from posekit.models import reparameterize
 from posekit.models.flops import model_info
 from posekit.zoo import read_index
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED = 0
 BATCH = 32
 IMAGE_SIZE = 256
@@ -94,48 +90,10 @@ def targets(checkpoints: list[Path]) -> list[dict]:
             for e in entries]
 
 
-# -- environment ----------------------------------------------------------------------------------
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def environment(threads: int) -> dict:
-    import onnxruntime as ort
-
-    return {"cpu": cpu_model(), "logical_cpus": os.cpu_count(), "threads": threads,
-            "python": platform.python_version(), "platform": platform.platform(), "torch": torch.__version__,
-            "onnxruntime": ort.__version__, "numpy": np.__version__, "load_average_1_5_15_min": load_average()}
-
-
-# -- timing ---------------------------------------------------------------------------------------
-def time_calls(fn, repeats: int, warmup: int) -> np.ndarray:
-    """Seconds of ``repeats`` calls of ``fn()`` after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = np.empty(repeats)
-    for i in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times[i] = time.perf_counter() - start
-    return times
-
-
-def latency_ms(times: np.ndarray) -> dict:
-    return {"median_ms": round(float(np.median(times)) * 1e3, 3),
-            "p90_ms": round(float(np.percentile(times, 90)) * 1e3, 3)}
+# -- environment and timing -----------------------------------------------------------------------
+def speed_environment(threads: int) -> dict:
+    return environment("cpu", "logical_cpus", "threads", "python", "platform", "torch", "onnxruntime", "numpy",
+                       "load_average_1_5_15_min", threads=threads)
 
 
 def matmul_peak(sizes, repeats: int, warmup: int) -> dict:
@@ -266,18 +224,15 @@ def best_of_rounds(rounds: list[dict], peak: float) -> dict:
 
 # -- report ---------------------------------------------------------------------------------------
 def markdown_table(models: list[dict]) -> str:
-    rows = ["| model | params (M) | GFLOPs | backend | batch-1 median ms | p90 ms | end-to-end ms (no flip / flip) "
-            f"| batch-{BATCH} persons/s | GFLOP/s | % of matmul peak |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    for m in models:
-        for backend, r in m["backends"].items():
-            e2e = r["end_to_end"]
-            rows.append(f"| {m['name']} | {m['params'] / 1e6:.2f} | {m['flops'] / 1e9:.3f} | {backend} "
-                        f"| {r['batch1']['median_ms']:.2f} | {r['batch1']['p90_ms']:.2f} "
-                        f"| {e2e['no_flip']['median_ms']:.2f} / {e2e['flip']['median_ms']:.2f} "
-                        f"| {r['batch32_persons_per_s']:.1f} | {r['gflops_per_s']:.2f} "
-                        f"| {100 * r['fraction_of_matmul_peak']:.1f} |")
-    return "\n".join(rows)
+    rows = [[m["name"], f"{m['params'] / 1e6:.2f}", f"{m['flops'] / 1e9:.3f}", backend,
+             f"{r['batch1']['median_ms']:.2f}", f"{r['batch1']['p90_ms']:.2f}",
+             f"{r['end_to_end']['no_flip']['median_ms']:.2f} / {r['end_to_end']['flip']['median_ms']:.2f}",
+             f"{r['batch32_persons_per_s']:.1f}", f"{r['gflops_per_s']:.2f}",
+             f"{100 * r['fraction_of_matmul_peak']:.1f}"]
+            for m in models for backend, r in m["backends"].items()]
+    return "\n".join(table(["model", "params (M)", "GFLOPs", "backend", "batch-1 median ms", "p90 ms",
+                            "end-to-end ms (no flip / flip)", f"batch-{BATCH} persons/s", "GFLOP/s",
+                            "% of matmul peak"], rows))
 
 
 def markdown_report(result: dict) -> str:
@@ -304,7 +259,7 @@ def main(argv=None) -> None:
     todo = targets(args.checkpoint)
     torch.manual_seed(SEED)
     torch.set_num_threads(args.threads)
-    env = environment(args.threads)
+    env = speed_environment(args.threads)
     matmuls, rounds = [], []
     for round_ in range(args.rounds):  # models interleaved, so a slow spell of the machine hits one round of each
         matmuls.append(matmul_peak(args.matmul_sizes, args.repeats, args.warmup))
@@ -316,16 +271,13 @@ def main(argv=None) -> None:
     models = [best_of_rounds([r[i] for r in rounds], matmul["peak_gflops_per_s"]) for i in range(len(todo))]
     result = {"benchmark": "model speed: network alone (torch eager, ONNX Runtime) and end-to-end Predictor",
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "command": shlex.join(["python", *(sys.argv if argv is None else ["benchmarks/speed.py", *argv])]),
+              "command": command("benchmarks/speed.py", argv, python=True),
               "environment": env, "load_average_at_end": load_average(),
               "settings": {"threads": args.threads, "repeats": args.repeats, "warmup": args.warmup, "rounds": args.rounds,
                            "quick": args.quick, "batch": BATCH, "seed": SEED, "image_size": IMAGE_SIZE,
                            "box_xywh": list(BOX)},
               "matmul": matmul, "models": models}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    report = markdown_report(result)
-    args.out.with_suffix(".md").write_text(report)
+    write_results(result, args.out, markdown_report(result))
     print(markdown_table(models))
 
 

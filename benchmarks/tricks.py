@@ -47,16 +47,16 @@ budget are skipped, and a training interrupted mid-way continues from its run fo
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import ROOT, decoder_options, environment, load_average, load_results, median_ms, resolve_spec, train_once, write_results
+from common import (add_study_args, add_training_args, command, decoder_options, environment, fill_rows, finish_study,
+                    list_rows, load_average, median_ms, open_study, resolve_spec, selected_rows, table, train_config,
+                    train_once)
 
 BACKBONE = "simplebaseline_r18"
 BACKBONE_KWARGS = {"width": 0.4, "deconv_channels": 96}
@@ -107,34 +107,24 @@ ROWS = {
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=10, help="training epochs per row (the one budget; default 10)")
-    p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
+    add_training_args(p)
     p.add_argument("--train", default="lsp:../shared/datasets/lspet@train",
                    help="training data spec (relative paths are taken from the repository root)")
     p.add_argument("--val", default="lsp:../shared/datasets/lspet@val", help="evaluation data spec")
-    p.add_argument("--rows", help="comma-separated row names (default: all; see --list)")
     p.add_argument("--pretrained", type=Path,
                    help="checkpoint the heatmap_pretrained row starts from, e.g. the synthetic source model of "
                         "benchmarks/adaptation.py (runs/adaptation/<budget>/source/model.pt)")
-    p.add_argument("--list", action="store_true", help="print the row names and exit")
     p.add_argument("--threads", type=int, default=1, help="torch threads for the latency measurement")
     p.add_argument("--train-threads", type=int,
                    help="torch threads for training (default: all cores; 1 lets two benchmarks share 2 cores)")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per latency measurement")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "tricks.json",
-                   help="results json; tricks.md goes next to it")
-    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "tricks", help="parent of the run folders")
-    p.add_argument("--force", action="store_true", help="recompute rows that already have results")
+    add_study_args(p, "tricks")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.repeats < 1 or args.threads < 1:
         p.error("--epochs, --batch-size, --repeats and --threads must be >= 1")
-    args.row_names = list(ROWS) if not args.rows else [r.strip() for r in args.rows.split(",") if r.strip()]
-    if not args.rows and not args.pretrained:
-        args.row_names.remove("heatmap_pretrained")  # needs a checkpoint to start from
-    unknown = [r for r in args.row_names if r not in ROWS]
-    if unknown:
-        p.error(f"unknown rows {unknown}; choose from {list(ROWS)}")
+    # by default the heatmap_pretrained row only when there is a checkpoint to start from
+    args.row_names = selected_rows(p, args, ROWS, None if args.pretrained else [r for r in ROWS
+                                                                                if r != "heatmap_pretrained"])
     return args
 
 
@@ -148,25 +138,18 @@ def budget_name(b: dict) -> str:
         + (f"_b{b['batch_size']}" if b["batch_size"] != 32 else "")
 
 
-def train_config(name: str, args, run_dir: Path):
-    from posekit.engine.trainer import TrainConfig
+def train(name: str, args, run_dir: Path) -> dict:
+    """Train (or finish training) one configuration; returns its ``done.json`` record (checkpoint, seconds, final
+    training log, config)."""
     options = dict(TRAININGS[name])
     if options.get("init") == "--pretrained":
         if not args.pretrained:
             raise SystemExit(f"training {name} needs --pretrained CKPT")
         options["init"] = str(Path(args.pretrained).resolve())
     input_size = tuple(options.pop("input_size", (INPUT, INPUT)))
-    return TrainConfig(train=resolve_spec(args.train), val=None, out=str(run_dir), model=BACKBONE,
-                       model_kwargs=dict(BACKBONE_KWARGS), input_size=input_size, sigma=2.0, decode="dark",
-                       epochs=args.epochs, batch_size=args.batch_size, lr=2e-3, weight_decay=1e-4, warmup_iters=200,
-                       final_lr_ratio=0.01, workers=args.workers, seed=0, max_iters_per_epoch=args.max_iters,
-                       threads=args.train_threads, progress=sys.stderr.isatty(), **options)
-
-
-def train(name: str, args, run_dir: Path) -> dict:
-    """Train (or finish training) one configuration; returns its ``done.json`` record (checkpoint, seconds, final
-    training log, config)."""
-    return train_once(train_config(name, args, run_dir), run_dir)
+    cfg = train_config(resolve_spec(args.train), run_dir, args, model=BACKBONE, model_kwargs=dict(BACKBONE_KWARGS),
+                       input_size=input_size, epochs=args.epochs, seed=0, threads=args.train_threads, **options)
+    return train_once(cfg, run_dir)
 
 
 def latency(predictor, repeats: int) -> dict:
@@ -222,47 +205,36 @@ def markdown(results: dict) -> str:
              + (f" x at most {b['max_iters_per_epoch']} iterations" if b["max_iters_per_epoch"] else "")
              + f", batch {b['batch_size']}; train `{b['train']}`, evaluated on `{b['val']}` with flip test unless the row says otherwise. "
              "Latency at batch 1 (median ms): network alone / one person end to end with flip test.",
-             "",
-             "| row | head | input | PCK@0.2 torso | PCK@0.05 box | AUC | net ms | e2e ms | params (M) | train min |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for name in ROWS:
-        r = results["rows"].get(name)
-        if r is None:
-            continue
-        lines.append(f"| {r['label']} | {r['head']} | {r['input_size'][0]} | {r['pck@0.2_torso']:.3f} | "
-                     f"{r['pck@0.05_box']:.3f} | {r['auc_torso']:.3f} | {r['network_ms']:.1f} | "
-                     f"{r['end_to_end_flip_ms']:.1f} | {r['params'] / 1e6:.2f} | {r['train_seconds'] / 60:.1f} |")
+             ""]
+    rows = [[r["label"], r["head"], r["input_size"][0], f"{r['pck@0.2_torso']:.3f}", f"{r['pck@0.05_box']:.3f}",
+             f"{r['auc_torso']:.3f}", f"{r['network_ms']:.1f}", f"{r['end_to_end_flip_ms']:.1f}",
+             f"{r['params'] / 1e6:.2f}", f"{r['train_seconds'] / 60:.1f}"]
+            for r in (results["rows"].get(name) for name in ROWS) if r is not None]
+    lines += table(["row", "head", "input", "PCK@0.2 torso", "PCK@0.05 box", "AUC", "net ms", "e2e ms", "params (M)",
+                    "train min"], rows)
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.list:
-        for name, (training, decode, label) in ROWS.items():
-            print(f"{name:26s} {label}  (training {training}: {json.dumps(TRAININGS[training])})")
-        return 0
+        return list_rows({name: f"{label}  (training {training}: {json.dumps(TRAININGS[training])})"
+                          for name, (training, decode, label) in ROWS.items()}, 26)
     b = budget(args)
-    results = load_results(args.out, b)
-    results.update({"backbone": {"name": BACKBONE, "kwargs": BACKBONE_KWARGS}, "environment": environment(),
-                    "command": " ".join(shlex.quote(a) for a in sys.argv)})
+    results = open_study(args.out, b, backbone={"name": BACKBONE, "kwargs": BACKBONE_KWARGS}, environment=environment(),
+                         command=command("benchmarks/tricks.py", argv))
     run_root = args.runs / budget_name(b)
-    for row in args.row_names:
-        if row in results["rows"] and not args.force:
-            print(f"{row}: done (in {args.out}), skipped")
-            continue
+
+    def compute(row: str) -> dict:
         training_name = ROWS[row][0]
         print(f"{row}: training {training_name} ...", flush=True)
-        training = train(training_name, args, run_root / training_name)
-        results["rows"][row] = evaluate_row(row, training, args)
-        results["rows"][row]["date"] = datetime.datetime.now().isoformat(timespec="seconds")
-        # after every row: an interrupted run keeps what it finished
-        write_results(results, args.out, markdown(results))
-        r = results["rows"][row]
+        r = evaluate_row(row, train(training_name, args, run_root / training_name), args)
         print(f"{row}: PCK@0.2 torso {r['pck@0.2_torso']:.3f}, PCK@0.05 box {r['pck@0.05_box']:.3f}, "
               f"AUC {r['auc_torso']:.3f}, {r['network_ms']:.1f} ms", flush=True)
-    write_results(results, args.out, markdown(results))
-    print(markdown(results))
-    return 0
+        return r
+
+    fill_rows(results, args.row_names, compute, args.out, markdown, force=args.force)
+    return finish_study(results, args.out, markdown)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 
 from posekit.data.sample import Sample
 from posekit.metrics import (auc, box_lengths, coco_oks_ap, evaluate_keypoints, format_table, head_lengths, pck,
-                             pck_curve, robustness_summary, samples_to_coco, torso_lengths)
+                             pck_curve, robustness_summary, samples_to_coco, segment_lengths, torso_lengths)
 from posekit.skeletons import COCO, LSP
 
 COCO_VAL = Path(__file__).resolve().parents[1] / "../shared/datasets/coco-mini/annotations/person_keypoints_val2017.json"
@@ -60,6 +60,14 @@ def test_pck_skips_undefined_norm_and_counts_nan_prediction_as_miss():
     assert r["overall"] == pytest.approx(2 / 5)
 
 
+def test_pck_counts_the_people_with_a_counted_joint():
+    pred, gt, norm = two_people()
+    assert pck(pred, gt, norm, 0.2)["n_people"] == 2
+    assert pck(pred, gt, np.array([100.0, np.nan]), 0.2)["n_people"] == 1       # person 1 skipped
+    assert pck(pred, gt, norm, 0.2, joints=[2])["n_people"] == 1                 # person 1's joint 2 is unlabelled
+    assert pck(pred, gt, np.array([0.0, np.nan]), 0.2)["n_people"] == 0
+
+
 def test_pck_with_nothing_counted_is_nan():
     pred, gt, _ = two_people()
     r = pck(pred, gt, np.array([np.nan, 0.0]), 0.2)
@@ -100,6 +108,21 @@ def test_torso_and_head_lengths_and_undefined():
     with pytest.raises(ValueError, match="head"):
         head_lengths(a[None], dataclasses.replace(LSP, head=None))
     np.testing.assert_allclose(box_lengths([[0, 0, 30, 40], [5, 5, 20, 10]]), [40, 20])
+
+
+def test_segment_lengths_by_name_and_index():
+    a, b = lsp_person(), lsp_person()
+    rs, lh = LSP.index("right_shoulder"), LSP.index("left_hip")
+    a[rs, :2], a[lh, :2] = [10, 10], [16, 18]        # 6-8-10
+    b[lh, 2] = 0                                     # left hip unlabelled
+    gt = np.stack([a, b])
+    np.testing.assert_allclose(segment_lengths(gt, LSP, "right_shoulder", "left_hip"), [10.0, np.nan])
+    np.testing.assert_allclose(segment_lengths(gt, LSP, rs, lh), [10.0, np.nan])
+    np.testing.assert_allclose(segment_lengths(gt, LSP, *LSP.torso), torso_lengths(gt, LSP))  # [50, 50]
+    with pytest.raises(ValueError, match="nose"):
+        segment_lengths(gt, LSP, "nose", "left_hip")
+    with pytest.raises(ValueError, match="keypoints"):
+        segment_lengths(gt[:, :13], LSP, "neck", "head_top")
 
 
 # -- AUC -----------------------------------------------------------------------------------------------
@@ -147,6 +170,18 @@ def test_evaluate_keypoints_values_skips_and_json():
     assert m["per_joint"]["right_hip"]["n"] == 2 and m["per_joint"]["right_hip"]["n_torso"] == 2
     assert 0 < m["auc_torso"] < 1
     assert json.loads(json.dumps(m)) == m                      # plain floats / ints only
+
+
+def test_evaluate_keypoints_auc_hand_computed():
+    # torso 50, 28 counted joints: 26 exact hits at every threshold; person 0's right ankle is 0.4 torso away (a miss
+    # at every alpha <= 0.2); person 1's right knee is exactly 0.2 torso away (a hit only at the last of the 21 steps)
+    pred, gt, boxes = lsp_batch()
+    m = evaluate_keypoints(pred, gt, boxes, LSP)
+    assert m["auc_torso"] == pytest.approx((20 * 26 / 28 + 27 / 28) / 21) == pytest.approx(547 / 588)
+    assert m["per_joint"]["right_ankle"]["auc_torso"] == pytest.approx(0.5)
+    assert m["per_joint"]["right_knee"]["auc_torso"] == pytest.approx((20 * 0.5 + 1.0) / 21)
+    assert m["per_joint"]["neck"]["auc_torso"] == 1.0
+    assert m["pck@0.2_torso"] == pytest.approx(pck_curve(pred, gt, torso_lengths(gt, LSP), [0.2])[0])
 
 
 def test_evaluate_keypoints_joint_subset_by_name():
@@ -261,3 +296,16 @@ def test_robustness_summary():
     assert r["mPC"] == pytest.approx(0.75) and r["rPC"] == pytest.approx(1.125) and r["n_corruptions"] == 2
     with pytest.raises(ValueError, match="missing \\[5\\]"):
         robustness_summary(1.0, {"fog": {1: 0.1, 2: 0.1, 3: 0.1, 4: 0.1}})
+
+
+def test_robustness_summary_partial_severities():
+    partial = {"fog": {1: 0.4, 3: 0.2}, "snow": {"1": 0.3, "3": 0.1}}
+    r = robustness_summary(0.5, partial, partial=True)
+    assert r == {"mPC": pytest.approx(0.25), "rPC": pytest.approx(0.5), "n_corruptions": 2, "complete": False,
+                 "per_corruption": {"fog": pytest.approx(0.3), "snow": pytest.approx(0.2)}}
+    full = {"fog": {1: 0.5, 2: 0.4, 3: 0.3, 4: 0.2, 5: 0.1}}
+    assert robustness_summary(0.6, full, partial=True) == {**robustness_summary(0.6, full), "complete": True}
+    assert robustness_summary(0.6, full)["mPC"] == pytest.approx(0.3)
+    assert math.isnan(robustness_summary(0.0, partial, partial=True)["rPC"])
+    with pytest.raises(ValueError, match="missing"):
+        robustness_summary(0.5, partial)  # five severities are required unless partial

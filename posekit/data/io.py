@@ -5,6 +5,7 @@ or a hostile file name in an annotation file never surfaces as a bare PIL/OS tra
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
@@ -195,3 +196,25 @@ def load_json(path):
         raise DataError(path, f"invalid or truncated JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
     except RecursionError:
         raise DataError(path, "JSON nested too deeply") from None
+
+
+def write_atomic(path, data: str | bytes) -> pathlib.Path:
+    """Write text or bytes to ``path`` atomically: a hidden ``.NAME.tmp`` next to it, then ``os.replace``, so a
+    reader (or a rerun after a crash) sees the old file or the new one, never half of it."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    if isinstance(data, str):
+        tmp.write_text(data)
+    else:
+        tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def file_sha256(path) -> str:
+    """The sha256 hex digest of a file (e.g. a checkpoint's identity), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

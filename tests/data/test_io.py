@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posekit.data.io import IMAGE_EXTENSIONS, image_size, load_json, read_image, resolve_inside
+from posekit.data.io import (IMAGE_EXTENSIONS, file_sha256, image_size, load_json, read_image, resolve_inside,
+                             write_atomic)
 from posekit.data.sample import DataError
 
 
@@ -200,3 +201,19 @@ def test_load_json_errors_name_the_file(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(DataError, match="binary.json"):
         load_json(binary)
+
+
+def test_write_atomic_text_and_bytes_leave_no_temporary(tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text("old")
+    assert write_atomic(path, "new\n") == path and path.read_text() == "new\n"
+    write_atomic(tmp_path / "b.bin", b"\x00\x01")
+    assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.bin", "out.json"]
+
+
+def test_file_sha256_known_digests(tmp_path):
+    (tmp_path / "abc").write_bytes(b"abc")
+    assert file_sha256(tmp_path / "abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    (tmp_path / "empty").write_bytes(b"")
+    assert file_sha256(tmp_path / "empty") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -81,7 +81,30 @@ def test_bad_input_size():
         count_flops(nn.Conv2d(3, 3, 1), input_size=(0, 64))
 
 
+def test_conv_stack_hand_computed():
+    """Every kind of counted layer, on a 32x32 input; FLOPs = 2 x multiply-accumulates (MACs)."""
+    stack = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),        # -> 8x16x16: 8*256 outputs x 3*9 MACs = 55296 MACs
+        nn.BatchNorm2d(8), nn.ReLU(),                    # 0 FLOPs
+        nn.Conv2d(8, 16, 3, padding=1, bias=False),      # -> 16x16x16: 16*256 outputs x 8*9 = 294912 MACs
+        nn.ConvTranspose2d(16, 4, 4, stride=2, padding=1),  # 16x16 inputs x 16 in x 4 out x 4*4 = 262144 MACs
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),           # 0 FLOPs
+        nn.Linear(4, 10),                                # 4 x 10 = 40 MACs
+    )
+    assert count_flops(stack, (32, 32)) == 2 * (55296 + 294912 + 262144 + 40) == 1224784
+    assert count_flops(stack, (32, 32), batch=2) == 2 * 1224784
+    # weights + biases: 8*3*9 + 8, BN gamma + beta 2*8, 16*8*9 (no bias), 16*4*4*4 + 4, 4*10 + 10
+    assert count_params(stack) == 224 + 16 + 1152 + 1028 + 50 == 2470
+    assert model_info(stack, (32, 32)) == {"params": 2470, "flops": 1224784, "gflops": 1224784 / 1e9}
+
+
 @pytest.mark.parametrize("name", ["hourglass_2x64", "lite_hourglass_2x32", "simplebaseline_r18_half", "repvgg_lite"])
 def test_each_family_counts_on_meta(name):
+    # the meta-device count is exactly that of the real model: its parameters and a real forward pass
     info = model_info(name, (64, 64), num_keypoints=3)
-    assert info["params"] > 0 and info["flops"] > 0
+    torch.manual_seed(0)
+    model = build_model(name, num_keypoints=3).eval()
+    assert info["params"] == sum(p.numel() for p in model.parameters())
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 3, 64, 64))
+    assert info["flops"] == counter.get_total_flops() > 0
