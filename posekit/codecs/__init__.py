@@ -11,6 +11,7 @@ from __future__ import annotations
 from .base import CODECS, Codec, build_codec
 from .dark import blur_heatmaps, dark_decode, gaussian_kernel_1d, heatmap_peaks
 from .heatmap import HeatmapCodec, argmax_decode, render_gaussians
+from .movenet import MoveNetCodec
 from .integral import (IntegralCodec, dsnt, flat_softmax, js_regulariser, normalize_heatmaps,
                        normalized_gaussians, normalized_grid, soft_argmax)
 from .regression import RegressionCodec

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["movenet_decode", "movenet_multipose_decode", "center_weight", "local_peaks", "MAX_PEOPLE"]
+from .base import CODECS, Codec
+
+__all__ = ["MoveNetCodec", "split_packed", "PACKED_LAYOUT", "movenet_decode", "movenet_multipose_decode", "center_weight", "local_peaks", "MAX_PEOPLE"]
 
 MAX_PEOPLE = 6                         # MultiPose's fixed top-k
 _DISTANCE_BIAS = 1.7998046875          # 1.8 in float16: added to distances before dividing by them
@@ -180,3 +182,56 @@ def movenet_multipose_decode(heads: dict, input_size: tuple[int, int] | None = N
     person = total * (1 / np.maximum(above.sum(-1), 1).astype(np.float32))
     boxes = (box * np.concatenate([stride, stride]))[..., [1, 0, 3, 2]]                      # -> x1, y1, x2, y2
     return people, boxes.astype(np.float32), person.astype(np.float32)
+
+
+#: the packed output's channel layout (``MoveNet(output="packed")``): head name -> channels per joint, or
+#: a fixed count (negative numbers); the order is the graphs' (and ``MoveNet.heads``') order
+PACKED_LAYOUT = (("center", -1), ("regress", 2), ("heatmap", 1), ("offset", 2))
+MULTIPOSE_EXTRA = (("box_scale", -2), ("box_offset", -2))
+
+
+def split_packed(packed, num_keypoints: int, multipose: bool = False) -> dict[str, np.ndarray]:
+    """(N, C, h, w) packed raw heads -> {head name: (N, C_head, h, w)} (see :data:`PACKED_LAYOUT`)."""
+    packed = _array(packed)
+    layout = PACKED_LAYOUT + (MULTIPOSE_EXTRA if multipose else ())
+    sizes = [-n if n < 0 else n * num_keypoints for _, n in layout]
+    if packed.ndim != 4 or packed.shape[1] != sum(sizes):
+        raise ValueError(f"packed MoveNet output must be (N, {sum(sizes)}, h, w) for {num_keypoints} joints, "
+                         f"got {packed.shape}")
+    bounds = np.cumsum([0] + sizes)
+    return {name: packed[:, a:b] for (name, _), a, b in zip(layout, bounds[:-1], bounds[1:])}
+
+
+@CODECS.register
+class MoveNetCodec(Codec):
+    """Decodes ``MoveNet(heads="all", output="packed")``: ``decode="movenet"`` is the released graphs'
+    centre + regression + heatmap + offset decoding (:func:`movenet_decode`); ``"dark"`` / ``"argmax"`` read
+    the sigmoid heatmaps with :class:`~posekit.codecs.heatmap.HeatmapCodec`. Coordinates are in posekit's
+    crop frame (pixel centres at integers: MoveNet's ``[i, i + 1)`` pixels shifted by half a pixel).
+
+    Decoding only: posekit trains MoveNet's heatmap head with :class:`HeatmapCodec` targets.
+    """
+
+    def __init__(self, input_size=(192, 192), num_keypoints: int = 17, decode: str = "movenet"):
+        if decode not in ("movenet", "dark", "argmax"):
+            raise ValueError(f"decode must be 'movenet', 'dark' or 'argmax', got {decode!r}")
+        self.input_size = tuple(int(v) for v in input_size)
+        self.num_keypoints = int(num_keypoints)
+        self.decode_mode = decode
+
+    config_attributes = {"decode": "decode_mode"}
+
+    def encode(self, keypoints, visible) -> dict:
+        raise ValueError("MoveNetCodec only decodes: train MoveNet's heatmap head with HeatmapCodec "
+                         "(the default heatmap head)")
+
+    def decode(self, outputs) -> tuple[np.ndarray, np.ndarray]:
+        """outputs (N, 5K + 1, h, w) packed raw heads -> coords (N, K, 2) crop px, scores (N, K)."""
+        heads = split_packed(outputs, self.num_keypoints)
+        if self.decode_mode == "movenet":
+            people = movenet_decode(heads, self.input_size)
+            return people[..., :2] - np.float32(0.5), people[..., 2]
+        from .heatmap import HeatmapCodec
+        h, w = heads["heatmap"].shape[-2:]
+        codec = HeatmapCodec(input_size=self.input_size, heatmap_size=(w, h), decode=self.decode_mode)
+        return codec.decode(_sigmoid(heads["heatmap"]))

@@ -45,7 +45,8 @@ class Predictor:
         overrides = {name: value for name, value in (("decode", decode), ("blur_kernel", blur_kernel))
                      if value is not None}
         for name, value in overrides.items():
-            if self.pose_config.codec.get("type") != "HeatmapCodec":
+            codec_type = self.pose_config.codec.get("type")
+            if not (codec_type == "HeatmapCodec" or (codec_type == "MoveNetCodec" and name == "decode")):
                 raise ValueError(f"{name}={value!r} switches heatmap decoding, but this model's codec is "
                                  f"{self.pose_config.codec.get('type')} (head {self.pose_config.head!r})")
         self.codec = self.pose_config.build_codec(**overrides)

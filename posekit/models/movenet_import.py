@@ -25,7 +25,7 @@ import torch.nn as nn
 from posekit.models.backbones.movenet import MOVENET_NORM_SCALE, MOVENET_VARIANTS, MoveNet
 from posekit.models.registry import build_model
 
-__all__ = ["import_movenet", "movenet_checkpoint", "detect_variant", "main", "ONNX_HEAD_SCOPES"]
+__all__ = ["import_movenet", "movenet_checkpoint", "retarget_checkpoint", "detect_variant", "main", "ONNX_HEAD_SCOPES"]
 
 #: native head name -> the head's name scope inside the graphs
 ONNX_HEAD_SCOPES = {"center": "center_0", "regress": "kpt_regress_0", "heatmap": "kpt_heatmap_0",
@@ -266,12 +266,12 @@ def import_movenet(onnx_path, variant: str | None = None) -> tuple[MoveNet, dict
 def movenet_checkpoint(onnx_path, variant: str | None = None) -> dict:
     """MoveNet ONNX file -> posekit checkpoint payload ``{"model": state_dict, "config": PoseConfig dict}``.
 
-    The model keeps all of MoveNet's heads (``heads="all"``; ``forward`` still gives the heatmaps). The
-    config is what posekit's trainer writes for a heatmap model (HeatmapCodec at the released input
-    size, stride 4, sigma 2, DARK decoding; COCO-17 skeleton and flip index; box padding 1.25) plus a
+    The model keeps all of MoveNet's heads and gives them packed (``heads="all", output="packed"``), and
+    the codec is :class:`~posekit.codecs.movenet.MoveNetCodec` with the graphs' own decoding (``decode``
+    "dark" / "argmax" read the heatmaps instead); COCO-17 skeleton and flip index; box padding 1.25; plus a
     ``source`` record: the ONNX file name, its sha256 and the Apache-2.0 licence of Google's weights.
     """
-    from posekit.codecs import HeatmapCodec
+    from posekit.codecs import MoveNetCodec
     from posekit.config import DEFAULT_PADDING, PoseConfig
     from posekit.skeletons import get_skeleton
 
@@ -282,13 +282,37 @@ def movenet_checkpoint(onnx_path, variant: str | None = None) -> dict:
               "model": f"MoveNet {info['variant']}", "importer": "posekit.models.movenet_import",
               "notice": "MoveNet by Google, Apache License 2.0; weights copied unchanged from the ONNX graph. "
                         "Derived models keep this notice and say where they came from."}
-    config = PoseConfig(model=f"movenet_{info['variant']}", model_kwargs={"heads": "all"},
+    config = PoseConfig(model=f"movenet_{info['variant']}", model_kwargs={"heads": "all", "output": "packed"},
                         num_keypoints=info["num_keypoints"],
-                        codec=HeatmapCodec(input_size=input_size, sigma=2.0, decode="dark").to_config(),
+                        codec=MoveNetCodec(input_size=input_size, num_keypoints=info["num_keypoints"]).to_config(),
                         input_size=input_size, skeleton=skeleton.name if skeleton else "unknown",
                         flip_index=tuple(int(i) for i in (skeleton.flip_index if skeleton else range(info["num_keypoints"]))),
                         padding=DEFAULT_PADDING, extra={"source": source})
     return {"model": model.state_dict(), "config": config.to_dict()}
+
+
+def retarget_checkpoint(payload: dict, skeleton: str) -> dict:
+    """An imported COCO-17 checkpoint -> a trainable heatmap model of another keypoint set: the heatmap
+    head only (``heads="heatmap"``), its channels moved by joint name with
+    :func:`~posekit.models.keypoint_transfer.transfer_keypoint_state` (e.g. LSP's neck from the shoulders,
+    its head top from the face joints), posekit's HeatmapCodec (sigma 2, DARK). A starting point for
+    fine-tuning (``posekit train --init``), with the same ``source`` record."""
+    from posekit.codecs import HeatmapCodec
+    from posekit.config import PoseConfig
+    from posekit.models.keypoint_transfer import transfer_keypoint_state
+    from posekit.skeletons import get_skeleton
+
+    config = PoseConfig.from_dict(payload["config"])
+    source, target = get_skeleton(config.skeleton), get_skeleton(skeleton)
+    model = build_model(config.model, num_keypoints=target.num_keypoints)
+    state = transfer_keypoint_state(payload["model"], model, source, target)
+    own = model.state_dict()
+    model.load_state_dict({k: v for k, v in state.items() if k in own})
+    new = config.replace(model_kwargs={}, num_keypoints=target.num_keypoints, skeleton=target.name,
+                         flip_index=tuple(int(i) for i in target.flip_index),
+                         codec=HeatmapCodec(input_size=config.input_size, sigma=2.0, decode="dark").to_config(),
+                         extra={**config.extra, "retargeted": {"from": source.name, "to": target.name}})
+    return {"model": model.state_dict(), "config": new.to_dict()}
 
 
 def _fail(message) -> int:
@@ -306,10 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     parser.add_argument("--variant", choices=sorted(MOVENET_VARIANTS), default=None,
                         help="expected variant (default: detected from the graph)")
+    parser.add_argument("--skeleton", default=None, help="retarget to this keypoint set for fine-tuning "
+                        "(e.g. lsp: heatmap head only, joints moved by name; default: COCO-17 as released)")
     args = parser.parse_args(argv)
     from posekit.checkpoint import save_checkpoint
     try:
         payload = movenet_checkpoint(args.onnx, args.variant)
+        if args.skeleton:
+            payload = retarget_checkpoint(payload, args.skeleton)
     except ImportError as err:
         return _fail(f"{args.onnx}: reading ONNX needs the 'onnx' package ({err.name})")
     except (ValueError, OSError) as err:

@@ -199,9 +199,11 @@ def test_checkpoint_config_and_provenance(checkpoint_models):
     from posekit.skeletons import get_skeleton
 
     _, config, _ = checkpoint_models("lightning")
-    assert config["model"] == {"name": "movenet_lightning", "kwargs": {"num_keypoints": 17, "heads": "all"}}
-    assert config["input_size"] == [192, 192] and config["codec"]["heatmap_size"] == [48, 48]
-    assert config["codec"]["type"] == "HeatmapCodec" and config["codec"]["decode"] == "dark"
+    assert config["model"] == {"name": "movenet_lightning",
+                               "kwargs": {"num_keypoints": 17, "heads": "all", "output": "packed"}}
+    assert config["input_size"] == [192, 192]
+    assert config["codec"] == {"type": "MoveNetCodec", "input_size": [192, 192], "num_keypoints": 17,
+                               "decode": "movenet"}
     assert config["skeleton"] == "coco" and config["flip_index"] == get_skeleton("coco").flip_index.tolist()
     assert config["padding"] == 1.25 and config["version"] == 2
     source = config["source"]
@@ -259,3 +261,50 @@ def test_imported_checkpoint_initialises_training_on_another_keypoint_set(tmp_pa
     for key in ("trunk.stem.0.1.weight", "fpn.smooth.2.1.bias", "heads.heatmap.0.0.weight", "heads.heatmap.0.1.bias"):
         assert torch.equal(state[key], payload["model"][key]), key
     assert state["heads.heatmap.1.weight"].shape[0] == 14
+
+
+@needs_lspet
+def test_predictor_with_the_movenet_codec_equals_the_full_graph_in_image_pixels(checkpoint_models):
+    """Imported checkpoint -> posekit Predictor (MoveNetCodec, no flip test) on whole LSPET photos and boxes:
+    the original graph on the same crop, mapped back through the crop's inverse matrix (and moved from
+    MoveNet's [i, i + 1) pixels to posekit's pixel centres), gives the same joints within 0.5 px."""
+    from posekit.data.formats.lsp import load_lsp_joints
+    from posekit.data.io import read_image
+    from posekit.data.transforms import affine_points, box_to_center_scale, crop_matrix, invert_affine, warp_image
+    from posekit.inference.predictor import Predictor
+
+    model, config, session = checkpoint_models("lightning")
+    predictor = Predictor(model, config, flip_test=False)
+    coords, visible, _ = load_lsp_joints(LSPET / "joints.mat")
+    for number in LSPET_IMAGES[:4]:
+        xy = coords[number - 1][visible[number - 1]]
+        (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
+        box = np.array([x0, y0, x1 - x0, y1 - y0])
+        image = read_image(LSPET / "images" / f"im{number:05d}.jpg")
+        ours = predictor.predict(image, box[None])[0]                                    # (17, 3)
+        matrix = crop_matrix(*box_to_center_scale(box, 1.0, 1.25), (192, 192))
+        crop = warp_image(image, matrix, (192, 192))
+        ref = session.run(None, {"input:0": crop[None].astype(np.int32)})[0][0, 0]      # y, x, score
+        ref_xy = affine_points(np.stack([ref[:, 1] * 192 - 0.5, ref[:, 0] * 192 - 0.5], -1), invert_affine(matrix))
+        np.testing.assert_allclose(ours[:, :2], ref_xy, atol=0.5)
+        np.testing.assert_allclose(ours[:, 2], ref[:, 2], atol=1e-3)
+
+
+def test_retargeted_checkpoint_moves_joints_by_name(checkpoint_models):
+    """COCO-17 import -> LSP-14 heatmap model: LSP's right ankle is COCO's row 16, its neck the mean of the
+    shoulders' rows; the trunk is untouched; the config is a trainable heatmap model of the LSP skeleton."""
+    from posekit.models.movenet_import import retarget_checkpoint
+
+    payload = movenet_checkpoint(onnx_path("lightning"))
+    out = retarget_checkpoint(payload, "lsp")
+    key = "heads.heatmap.1.bias"
+    coco = payload["model"][key]
+    assert torch.equal(out["model"][key][0], coco[16])
+    assert torch.allclose(out["model"][key][12], (coco[5] + coco[6]) / 2)
+    trunk = [k for k in payload["model"] if k.startswith("trunk.")]
+    assert trunk and all(torch.equal(out["model"][k], payload["model"][k]) for k in trunk)
+    assert not any(k.startswith(("heads.center", "heads.offset", "heads.regress")) for k in out["model"])
+    config = out["config"]
+    assert config["model"] == {"name": "movenet_lightning", "kwargs": {"num_keypoints": 14}}
+    assert config["skeleton"] == "lsp" and config["codec"]["type"] == "HeatmapCodec"
+    assert config["retargeted"] == {"from": "coco", "to": "lsp"} and config["source"]["license"] == "Apache-2.0"

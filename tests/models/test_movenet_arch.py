@@ -215,3 +215,25 @@ def test_posekit_trainer_trains_movenet_unchanged(tmp_path, tiny_data):
                       workers=0, max_iters_per_epoch=2, progress=False)
     result = Trainer(cfg).fit()
     assert np.isfinite(result["loss"]) and "pck@0.2_torso" in result["val"]
+
+
+def test_packed_output_splits_back_into_the_heads_and_decodes_like_the_heatmap_codec():
+    from posekit.codecs import HeatmapCodec, MoveNetCodec
+    from posekit.codecs.movenet import split_packed
+
+    torch.manual_seed(0)
+    model = build_model("movenet_lightning", num_keypoints=3, heads="all", output="packed").eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        packed, heads = model(x), model.forward_heads(x)
+    assert packed.shape == (2, 1 + 6 + 3 + 6, 16, 16)
+    for name, part in split_packed(packed.numpy(), 3).items():
+        np.testing.assert_array_equal(part, heads[name].numpy())
+    coords, scores = MoveNetCodec((64, 64), 3, decode="argmax").decode(packed.numpy())
+    ref_coords, ref_scores = HeatmapCodec((64, 64), (16, 16), decode="argmax").decode(torch.sigmoid(heads["heatmap"]).numpy())
+    np.testing.assert_array_equal(coords, ref_coords)
+    np.testing.assert_allclose(scores, ref_scores, rtol=1e-6)
+    with pytest.raises(ValueError, match="packed needs heads='all'"):
+        build_model("movenet_lightning", output="packed")
+    with pytest.raises(ValueError, match="only decodes"):
+        MoveNetCodec().encode(np.zeros((17, 2)), np.ones(17))

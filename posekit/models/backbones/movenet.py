@@ -241,14 +241,19 @@ class MoveNet(PoseModel):
         heads: ``"heatmap"`` (what posekit trains) or ``"all"`` (MoveNet's CenterNet heads, for its decoders).
         act: None (MoveNet's ReLU6 / ReLU) or a posekit activation name for every activation layer.
         input_norm: ``"imagenet"`` (posekit's input) or ``"movenet"`` (already ``rgb / 127.5 - 1``).
+        output: ``"heatmap"`` (sigmoid heatmaps, what posekit trains) or ``"packed"`` (all raw heads, for
+            MoveNet's own decoding by ``MoveNetCodec``; inference only).
     """
 
     input_multiple = 32
     min_input_size = 32
 
     def __init__(self, num_keypoints: int = 17, width: float = 1.0, multipose: bool = False, heads: str = "heatmap",
-                 act: str | None = None, input_norm: str = "imagenet"):
+                 act: str | None = None, input_norm: str = "imagenet", output: str = "heatmap"):
         super().__init__(num_keypoints, feature_channels=_FPN_CHANNELS[0])
+        if output not in ("heatmap", "packed") or (output == "packed" and heads != "all"):
+            raise ValueError(f"output must be 'heatmap' or 'packed' (packed needs heads='all'), got {output!r}")
+        self.output = output
         if input_norm not in ("imagenet", "movenet"):
             raise ValueError(f"input_norm must be 'imagenet' or 'movenet', got {input_norm!r}")
         self.width = float(width)
@@ -276,7 +281,13 @@ class MoveNet(PoseModel):
         return {name: head(features) for name, head in self.heads.items()}
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(N, 3, H, W) -> [keypoint heatmaps after the sigmoid (N, K, H/4, W/4)] (only that head runs)."""
+        """(N, 3, H, W) -> [keypoint heatmaps after the sigmoid (N, K, H/4, W/4)] (only that head runs).
+
+        With ``output="packed"``: [every head's raw output concatenated along the channels in
+        :func:`head_channels` order], the one tensor :class:`~posekit.codecs.movenet.MoveNetCodec` decodes
+        (so MoveNet's own decoding runs through the predictor, flip test and ONNX export unchanged)."""
+        if self.output == "packed":
+            return [torch.cat(list(self.forward_heads(x).values()), dim=1)]
         return [torch.sigmoid(self.heads["heatmap"](self.forward_features(x)))]
 
 
