@@ -212,12 +212,15 @@ class MoveNetCodec(Codec):
     Decoding only: posekit trains MoveNet's heatmap head with :class:`HeatmapCodec` targets.
     """
 
-    def __init__(self, input_size=(192, 192), num_keypoints: int = 17, decode: str = "movenet"):
+    def __init__(self, input_size=(192, 192), num_keypoints: int = 17, decode: str = "movenet",
+                 multipose: bool = False):
         if decode not in ("movenet", "dark", "argmax"):
             raise ValueError(f"decode must be 'movenet', 'dark' or 'argmax', got {decode!r}")
         self.input_size = tuple(int(v) for v in input_size)
         self.num_keypoints = int(num_keypoints)
         self.decode_mode = decode
+        #: MultiPose's packed output carries its box heads too (ignored here: one person per crop)
+        self.multipose = bool(multipose)
 
     config_attributes = {"decode": "decode_mode"}
 
@@ -227,7 +230,7 @@ class MoveNetCodec(Codec):
 
     def decode(self, outputs) -> tuple[np.ndarray, np.ndarray]:
         """outputs (N, 5K + 1, h, w) packed raw heads -> coords (N, K, 2) crop px, scores (N, K)."""
-        heads = split_packed(outputs, self.num_keypoints)
+        heads = split_packed(outputs, self.num_keypoints, self.multipose)
         if self.decode_mode == "movenet":
             people = movenet_decode(heads, self.input_size)
             return people[..., :2] - np.float32(0.5), people[..., 2]

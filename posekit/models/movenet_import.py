@@ -284,7 +284,8 @@ def movenet_checkpoint(onnx_path, variant: str | None = None) -> dict:
                         "Derived models keep this notice and say where they came from."}
     config = PoseConfig(model=f"movenet_{info['variant']}", model_kwargs={"heads": "all", "output": "packed"},
                         num_keypoints=info["num_keypoints"],
-                        codec=MoveNetCodec(input_size=input_size, num_keypoints=info["num_keypoints"]).to_config(),
+                        codec=MoveNetCodec(input_size=input_size, num_keypoints=info["num_keypoints"],
+                                           multipose=info["variant"] == "multipose").to_config(),
                         input_size=input_size, skeleton=skeleton.name if skeleton else "unknown",
                         flip_index=tuple(int(i) for i in (skeleton.flip_index if skeleton else range(info["num_keypoints"]))),
                         padding=DEFAULT_PADDING, extra={"source": source})

@@ -203,7 +203,7 @@ def test_checkpoint_config_and_provenance(checkpoint_models):
                                "kwargs": {"num_keypoints": 17, "heads": "all", "output": "packed"}}
     assert config["input_size"] == [192, 192]
     assert config["codec"] == {"type": "MoveNetCodec", "input_size": [192, 192], "num_keypoints": 17,
-                               "decode": "movenet"}
+                               "decode": "movenet", "multipose": False}
     assert config["skeleton"] == "coco" and config["flip_index"] == get_skeleton("coco").flip_index.tolist()
     assert config["padding"] == 1.25 and config["version"] == 2
     source = config["source"]
