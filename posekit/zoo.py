@@ -133,6 +133,18 @@ def zoo_table(entries: list[dict]) -> str:
     return "\n".join(rows)
 
 
+#: bytes a zoo file may take; float16 models derived from Google's MoveNet (Apache-2.0) may take more
+SIZE_LIMIT = 5 * 2**20
+MOVENET_SIZE_LIMIT = 15 * 10**6
+
+
+def size_limit(config: dict) -> int:
+    """The zoo's per-file limit for a checkpoint of this stored config."""
+    derived = str(config.get("model", {}).get("name", "")).startswith("movenet_") or \
+        "MoveNet" in str(config.get("source", {}).get("model", ""))
+    return MOVENET_SIZE_LIMIT if derived else SIZE_LIMIT
+
+
 def half_weights_ok(path) -> bool:
     """True when every floating tensor of a zoo file is float16 (what the tests check of committed files)."""
     payload = load_checkpoint(path)

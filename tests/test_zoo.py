@@ -40,6 +40,13 @@ def test_publish_measures_the_stored_file(tmp_path):
     assert "posekit train ..." in card and "| overall |" in card.replace("**overall**", "overall")
 
 
+
+def test_size_limit_is_5_mib_except_for_movenet_derived_models():
+    from posekit.zoo import size_limit
+    assert size_limit({"model": {"name": "simplebaseline_r18"}}) == 5 * 2**20
+    assert size_limit({"model": {"name": "movenet_lightning"}}) == 15 * 10**6
+    assert size_limit({"model": {"name": "x"}, "source": {"model": "MoveNet thunder"}}) == 15 * 10**6
+
 REQUIRED = {"name", "file", "dataset", "method", "role", "params", "flops", "metrics", "command"}
 
 
@@ -47,7 +54,9 @@ REQUIRED = {"name", "file", "dataset", "method", "role", "params", "flops", "met
 def test_committed_zoo_entries_load_and_predict(entry):
     assert REQUIRED <= set(entry)
     path = ZOO.parent / entry["file"]
-    assert path.stat().st_size < 5 * 2**20, "zoo files stay small"
+    from posekit.checkpoint import load_checkpoint
+    from posekit.zoo import size_limit
+    assert path.stat().st_size < size_limit(load_checkpoint(path)["config"]), "zoo files stay small"
     assert half_weights_ok(path) and (ZOO.parent / entry["card"]).exists()
     from posekit.inference.predictor import Predictor
     predictor = Predictor.from_checkpoint(path)

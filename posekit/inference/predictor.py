@@ -56,6 +56,8 @@ class Predictor:
         self.padding = self.pose_config.padding
         self.device = torch.device(device)
         self.backend = backend
+        #: finds the people when predict() gets no boxes (set by load(detector=...))
+        self.detector = None
         if backend == "torch":
             self.model = model.to(self.device).eval()
         elif backend == "onnx":
@@ -79,9 +81,17 @@ class Predictor:
         return cls(None, onnx_config(path), backend="onnx", onnx_path=path, **kwargs)
 
     @classmethod
-    def load(cls, path, *, backend: str = "torch", **kwargs) -> "Predictor":
-        """A checkpoint (.pt) or an exported model (.onnx); backend 'onnx' with a .pt exports it to a temp file first."""
-        path = str(path)
+    def load(cls, path, *, backend: str = "torch", detector=None, **kwargs) -> "Predictor":
+        """A checkpoint (.pt) or an exported model (.onnx); backend 'onnx' with a .pt exports it to a temp file first.
+        ``detector``: a MultiPose checkpoint path (or a PersonDetector) that finds people when no boxes are given."""
+        predictor = cls._load(str(path), backend, kwargs)
+        if detector is not None:
+            from posekit.inference.detector import PersonDetector
+            predictor.detector = detector if isinstance(detector, PersonDetector) else PersonDetector.load(detector)
+        return predictor
+
+    @classmethod
+    def _load(cls, path: str, backend: str, kwargs: dict) -> "Predictor":
         if path.endswith(".onnx"):
             return cls.from_onnx(path, **kwargs)
         if backend == "onnx":
@@ -144,8 +154,13 @@ class Predictor:
             views.append((normalize_image(warp_image(image, matrix, self.input_size)), matrix, flip))
         return views
 
-    def predict(self, image: np.ndarray, boxes) -> np.ndarray:
-        """image: (H, W, 3) uint8 RGB; boxes: (M, 4) xywh -> (M, K, 3) keypoints in image pixels with scores."""
+    def predict(self, image: np.ndarray, boxes=None) -> np.ndarray:
+        """image: (H, W, 3) uint8 RGB; boxes: (M, 4) xywh -> (M, K, 3) keypoints in image pixels with scores.
+
+        Without boxes, the predictor's ``detector`` (:class:`~posekit.inference.detector.PersonDetector`)
+        finds the people (see :meth:`predict_people` for their boxes and scores)."""
+        if boxes is None:
+            return self.predict_people(image)[2]
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         views = [v for box in boxes for v in self.prepare(image, box)]
         if not views:
@@ -156,6 +171,15 @@ class Predictor:
             outs.append(self.predict_crops(np.stack([c for c, _, _ in chunk]), np.stack([m for _, m, _ in chunk]),
                                            np.array([f for _, _, f in chunk])))
         return merge_views(np.concatenate(outs), 2 if self.flip_test else 1)
+
+    def predict_people(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Detect, then estimate each person's pose top-down: boxes (M, 4) xywh, detection scores (M,),
+        keypoints (M, K, 3). M = 0 when the detector finds nobody."""
+        if self.detector is None:
+            raise ValueError("no person boxes given and no detector loaded: pass boxes, or load one "
+                             "(Predictor.load(..., detector='zoo/movenet_multipose.pt'))")
+        boxes, scores = self.detector.detect(image)
+        return boxes, scores, self.predict(image, boxes)
 
     def predict_samples(self, samples: Iterable[Sample], on_error=None,
                         read=None) -> Iterator[tuple[Sample, np.ndarray]]:

@@ -57,3 +57,22 @@ def test_detected_boxes_equal_the_released_graph_within_a_pixel():
         confident = ref[ref_order, 55] > 0.05
         np.testing.assert_allclose(boxes[order][confident], ref_boxes[ref_order][confident], atol=1.0)
         np.testing.assert_allclose(scores[order], ref[ref_order, 55], atol=1e-4)
+
+
+@pytest.mark.skipif(not (MODELS / "movenet-multipose.onnx").is_file() or not COCO_VAL.is_dir(),
+                    reason="needs ../shared/models and ../shared/datasets/coco-mini")
+def test_predictor_without_boxes_detects_people_and_finds_nobody_in_an_empty_photo():
+    from posekit.data.io import read_image
+    from posekit.inference.predictor import Predictor
+
+    zoo = ROOT / "zoo"
+    predictor = Predictor.load(zoo / "lspet_compact_pretrained.pt", detector=zoo / "movenet_multipose.pt")
+    empty = np.zeros((240, 320, 3), np.uint8)
+    boxes, scores, keypoints = predictor.predict_people(empty)
+    assert boxes.shape == (0, 4) and scores.shape == (0,) and keypoints.shape == (0, 14, 3)
+    image = read_image(COCO_VAL / "000000165518.jpg")  # one annotated person
+    boxes, scores, keypoints = predictor.predict_people(image)
+    assert len(boxes) >= 1 and scores[0] > 0.5 and keypoints.shape == (len(boxes), 14, 3)
+    np.testing.assert_array_equal(predictor.predict(image), keypoints)
+    with pytest.raises(ValueError, match="no detector loaded"):
+        Predictor.load(zoo / "lspet_compact_pretrained.pt").predict(image)
