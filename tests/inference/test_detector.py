@@ -72,7 +72,7 @@ def test_predictor_without_boxes_detects_people_and_finds_nobody_in_an_empty_pho
     assert boxes.shape == (0, 4) and scores.shape == (0,) and keypoints.shape == (0, 14, 3)
     image = read_image(COCO_VAL / "000000165518.jpg")  # one annotated person
     boxes, scores, keypoints = predictor.predict_people(image)
-    assert len(boxes) >= 1 and scores[0] > 0.5 and keypoints.shape == (len(boxes), 14, 3)
+    assert len(boxes) >= 1 and scores[0] > 0.3 and keypoints.shape == (len(boxes), 14, 3)
     np.testing.assert_array_equal(predictor.predict(image), keypoints)
     with pytest.raises(ValueError, match="no detector loaded"):
         Predictor.load(zoo / "lspet_compact_pretrained.pt").predict(image)
