@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from posekit.config import DEFAULT_PADDING
 from posekit.data.io import read_image
 from posekit.data.sample import DataError, Sample
 from posekit.data.transforms import (AugmentConfig, affine_points, box_to_center_scale, color_jitter, crop_matrix,
@@ -27,7 +28,7 @@ class TopDownDataset(Dataset):
     """
 
     def __init__(self, samples: list[Sample], codec, input_size: tuple[int, int], *, flip_index: np.ndarray,
-                 train: bool = False, augment: AugmentConfig | None = None, seed: int = 0, padding: float = 1.25):
+                 train: bool = False, augment: AugmentConfig | None = None, seed: int = 0, padding: float = DEFAULT_PADDING):
         self.samples = samples
         self.codec = codec
         self.input_size = (int(input_size[0]), int(input_size[1]))

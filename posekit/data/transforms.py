@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from posekit.config import DEFAULT_PADDING
 
-def box_to_center_scale(box: np.ndarray, aspect_ratio: float, padding: float = 1.25) -> tuple[np.ndarray, np.ndarray]:
+
+def box_to_center_scale(box: np.ndarray, aspect_ratio: float, padding: float = DEFAULT_PADDING) -> tuple[np.ndarray, np.ndarray]:
     """Person box -> crop centre and crop size in image pixels.
 
     box: (4,) ``x, y, w, h``. aspect_ratio: crop width / height of the model input.
