@@ -62,9 +62,9 @@ def train_config_from_args(args):
 
 
 def cmd_train(args) -> int:
-    from posekit.engine.trainer import Trainer
+    from posekit.methods import build_trainer
     cfg = train_config_from_args(args)
-    result = Trainer(cfg, resume=args.resume).fit()
+    result = build_trainer(cfg, resume=args.resume).fit()
     print(json.dumps(result, indent=2, default=float))
     return 0
 
@@ -244,17 +244,18 @@ def cmd_adapt(args) -> int:
                                             workers=args.workers)
         print(json.dumps(result, indent=2))
         return 0
-    from posekit.engine.adapt import adapt_config, run_adapt
+    from posekit.methods import build_trainer
+    from posekit.methods.sfda import adapt_config
     if args.scai_kwargs:
         raise SystemExit("posekit adapt: --scai-kwargs is for --method scai")
     method_kwargs = json.loads(args.method_kwargs) if args.method_kwargs else {}
     if not isinstance(method_kwargs, dict):
         raise SystemExit(f"posekit adapt: --method-kwargs must be a JSON object, got {method_kwargs!r}")
     options = {k: (v if getattr(args, k) is None else getattr(args, k)) for k, v in ADAPT_SFDA_DEFAULTS.items()}
-    cfg = adapt_config(args.source, args.target, args.out, method="sfda", val=args.val, workers=args.workers,
+    cfg = adapt_config(args.source, args.target, args.out, val=args.val, workers=args.workers,
                        max_iters_per_epoch=args.max_iters, progress=not args.no_progress, method_kwargs=method_kwargs,
                        alpha=args.alpha, beta=args.beta, gamma=args.gamma, ema=args.ema, tau=args.tau, **options)
-    result = run_adapt(cfg, resume=args.resume)
+    result = build_trainer(cfg, resume=args.resume).fit()
     print(json.dumps(result, indent=2, default=float))
     return 0
 

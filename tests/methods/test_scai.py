@@ -13,7 +13,8 @@ from posekit.data.io import read_image
 from posekit.data.synth import generate_dataset
 from posekit.engine.checkpoint import load_checkpoint
 from posekit.engine.evaluate import evaluate_samples
-from posekit.engine.trainer import Trainer, TrainConfig
+from posekit.engine.trainer import TrainConfig
+from posekit.methods import build_trainer
 from posekit.inference.predictor import Predictor
 from posekit.methods import scai
 from posekit.methods.scai import (SCAICorrector, SCAINets, TestTimeTrainer, gather_chains, load_scai,
@@ -169,7 +170,7 @@ def tiny(tmp_path_factory):
     cfg = TrainConfig(train=f"coco:{ann}", val=None, out=str(root / "pose"), model="simplebaseline_r18",
                       model_kwargs={"width": 0.25, "deconv_channels": 32}, input_size=(64, 64), epochs=1,
                       batch_size=8, lr=1e-3, warmup_iters=2, workers=0, seed=3, progress=False, max_iters_per_epoch=2)
-    Trainer(cfg).fit()
+    build_trainer(cfg).fit()
     pose = root / "pose" / "model.pt"
     ckpt = train_scai(pose, f"coco:{ann}", root / "scai", epochs=1, batch_size=8, max_iters=2, width=8,
                       tta_steps=2, tta_lr=1e-3)
