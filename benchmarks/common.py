@@ -45,7 +45,7 @@ def train_once(cfg, run_dir: Path) -> dict:
     (``Trainer(..., resume=True)``) and the record is written to ``done.json``: {checkpoint, seconds_this_run,
     resumed_at_epoch, train_seconds, final_epoch (its numbers), config}.
     """
-    from posekit.engine.trainer import Trainer
+    from posekit.methods import build_trainer as Trainer
     run_dir = Path(run_dir)
     done = run_dir / "done.json"
     if done.exists() and (run_dir / "model.pt").exists():

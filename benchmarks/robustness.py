@@ -109,7 +109,8 @@ def train_config(args, name: str, run_dir: Path, teacher: Path | None) -> dict:
 def train_row(args, name: str, run_dir: Path, teacher: Path | None) -> tuple[Path, dict]:
     """Train (or finish training) one row; returns (final checkpoint, its training config)."""
     from posekit.engine.checkpoint import load_checkpoint
-    from posekit.engine.trainer import Trainer, TrainConfig
+    from posekit.engine.trainer import TrainConfig
+    from posekit.methods import build_trainer as Trainer
     cfg = train_config(args, name, run_dir, teacher)
     if name == "standard" and args.standard_from:
         return reuse_run(args.standard_from, cfg), cfg
