@@ -234,9 +234,18 @@ def cmd_adapt(args) -> int:
         except ImportError as err:
             raise SystemExit(f"posekit adapt --method scai: the SCAI method (posekit.methods.scai) is not "
                              f"available: {err}") from None
-        if not hasattr(scai, "adapt_cli"):
-            raise SystemExit("posekit adapt --method scai: posekit.methods.scai has no adapt_cli(args)")
-        return scai.adapt_cli(args)
+        options = json.loads(args.scai_kwargs) if args.scai_kwargs else {}
+        if not isinstance(options, dict):
+            raise ValueError(f"--scai-kwargs must be a JSON object, got {options!r}")
+        for key in ("workers", "max_iters"):  # the adapt command's own flags, unless --scai-kwargs sets them
+            if getattr(args, key, None) is not None:
+                options.setdefault(key, getattr(args, key))
+        report = scai.adapt(args.source, args.target, args.out, val=args.val, epochs=args.epochs,
+                            batch_size=args.batch_size, lr=args.lr, seed=args.seed, **options)
+        if "results" in report:
+            print(scai.format_results(report["results"]))
+        print(f"wrote {Path(args.out) / 'scai_eval.json'}")
+        return 0
     if args.method == "adabn":
         from posekit.methods.adabn import adapt_batchnorm_checkpoint
         out = Path(args.out) / "model.pt"

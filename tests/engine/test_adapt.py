@@ -1,6 +1,6 @@
 """`posekit adapt`: a tiny source model (flat synthetic people) adapted with SFDA to textured synthetic
 people. The run folder holds the adapted inference model f_in as a plain checkpoint, resumes exactly, and
-never sees the target labels; `--method scai` is dispatched to posekit.methods.scai."""
+never sees the target labels; `--method scai` is dispatched to posekit.methods.scai.adapt."""
 import json
 import sys
 import types
@@ -109,15 +109,20 @@ def test_incompatible_source_is_refused(data, tmp_path):
         build_trainer(cfg)
 
 
-def test_scai_is_dispatched_to_its_module(data, tmp_path, monkeypatch):
+def test_scai_is_dispatched_to_its_module(data, tmp_path, monkeypatch, capsys):
     seen = {}
     fake = types.ModuleType("posekit.methods.scai")
-    fake.adapt_cli = lambda args: seen.setdefault("args", args) and 0
+    fake.adapt = lambda source, target, out, **options: seen.update(source=source, target=target, out=out,
+                                                                     options=options) or {}
     monkeypatch.setitem(sys.modules, "posekit.methods.scai", fake)
     argv = ["adapt", "--method", "scai", "--source", "s.pt", "--target", data["target"], "--out", str(tmp_path),
-            "--scai-kwargs", '{"chains": 6}']
+            "--scai-kwargs", '{"chains": 6, "workers": 1}', "--epochs", "3"]
     assert main(argv) == 0
-    assert seen["args"].method == "scai" and json.loads(seen["args"].scai_kwargs) == {"chains": 6}
+    assert seen["source"] == "s.pt" and seen["target"] == data["target"] and seen["out"] == str(tmp_path)
+    # --scai-kwargs as given (its workers over the flag's default 2), the shared run flags as given (None: unset)
+    assert seen["options"] == {"chains": 6, "workers": 1, "val": None, "epochs": 3, "batch_size": None, "lr": None,
+                               "seed": None}
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'scai_eval.json'}"
     monkeypatch.setitem(sys.modules, "posekit.methods.scai", None)  # the import now fails
     with pytest.raises(SystemExit, match="SCAI method .* not available"):
         main(argv)
