@@ -288,8 +288,8 @@ class OKDHPModules(nn.Module):
 class OKDHP(Supervised):
     name = "okdhp"
     uses_head_loss = False  # the KL to the ensemble is over heatmaps: heatmap MSE on the labels
-    options = (MethodOption("branches", int, "OKDHP: number of branches (the ensemble's members)"),
-               MethodOption("kd-weight", float, "OKDHP: weight of the KL from every stage to the ensemble"))
+    options = (MethodOption("branches", int, "number of branches (the ensemble's members)"),
+               MethodOption("kd-weight", float, "weight of the KL from every stage to the ensemble"))
 
     def __init__(self, *, branches: int = 3, kd_weight: float = 2.0, ens_weight: float = 1.0,
                  temperature: float = 1.0, rampup: float = 0.4, shared: int | None = None, fau_channels: int = 64):

@@ -77,11 +77,11 @@ class SFDA(Method):
     trains (:meth:`trainable_modules`); f_sr and both step-A optimisers live here."""
 
     name = "sfda"
-    options = (MethodOption("residual-weight", float, "SFDA: weight α of the residual loss L_res", kwarg="alpha"),
-               MethodOption("beta", float, "SFDA: weight β of the consistency loss L_cst"),
-               MethodOption("gamma", float, "SFDA: weight γ of information maximisation L_im"),
-               MethodOption("ema", float, "SFDA: EMA momentum of the intermediate (inference) model"),
-               MethodOption("tau", float, "SFDA: temperature τ of the residual softmax"))
+    options = (MethodOption("residual-weight", float, "weight α of the residual loss L_res", kwarg="alpha"),
+               MethodOption("beta", float, "weight β of the consistency loss L_cst"),
+               MethodOption("gamma", float, "weight γ of information maximisation L_im"),
+               MethodOption("ema", float, "EMA momentum of the intermediate (inference) model"),
+               MethodOption("tau", float, "temperature τ of the residual softmax"))
 
     def __init__(self, *, source: str | None = None, alpha: float = 0.7, beta: float = 0.5, gamma: float = 0.85,
                  ema: float = 0.999, tau: float = 1.0, finetune_weight: float = 1.0, contrast_weight: float = 1.0,
