@@ -8,5 +8,6 @@
 * :mod:`~posekit.training.ema` -- exponential moving average of a network's weights and statistics;
 * :mod:`~posekit.training.teacher` -- a frozen heatmap teacher answering in the student's frame;
 * :mod:`~posekit.training.unlabeled` -- an endless, resumable stream of label-free crops;
-* :mod:`~posekit.training.warp` -- random views of a crop batch and warping heatmaps back from them.
+* :mod:`~posekit.training.warp` -- random views of a crop batch and warping heatmaps back from them;
+* :mod:`~posekit.training.checks` -- tensor-argument checks that say what was expected.
 """

@@ -10,18 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from posekit.data.transforms import crop_matrix
+from posekit.training.checks import check_tensor
 
 __all__ = ["sample_view_transforms", "warp", "heatmap_matrices", "map_to_reference"]
-
-
-def _check_maps(name: str, value, ndim: int = 4, shape_text: str = "(N, C, H, W)") -> torch.Tensor:
-    if not torch.is_tensor(value):
-        raise TypeError(f"{name} must be a torch.Tensor {shape_text}, got {type(value).__name__}")
-    if value.dim() != ndim:
-        raise ValueError(f"{name} must be {shape_text}, got shape {tuple(value.shape)}")
-    if not value.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got {value.dtype}")
-    return value
 
 
 def sample_view_transforms(rng: np.random.Generator, n: int, input_size: tuple[int, int], *, rotation: float = 30.0,
@@ -64,7 +55,7 @@ def warp(tensor: torch.Tensor, out_to_in: torch.Tensor, out_size: tuple[int, int
     """Resample ``tensor`` (N, C, H, W): output pixel p takes the (bilinear) value at ``out_to_in[n] @ p`` of
     the input. out_to_in: (N, 2, 3) pixel matrices (pixel centres at integers). Returns the warped tensor
     (N, C, out_h, out_w) (zero outside the input) and valid (N, 1, out_h, out_w) bool: inside the input."""
-    _check_maps("tensor", tensor)
+    check_tensor("tensor", tensor, 4, "(N, C, H, W)")
     if out_to_in.shape != (tensor.shape[0], 2, 3):
         raise ValueError(f"out_to_in must be ({tensor.shape[0]}, 2, 3), got {tuple(out_to_in.shape)}")
     n, c, h, w = tensor.shape
@@ -94,7 +85,7 @@ def map_to_reference(heatmaps: torch.Tensor, matrices: np.ndarray, flipped: np.n
     :func:`sample_view_transforms`); flipped (N,): mirrored views, whose joint k is the original's joint
     ``flip_index[k]``; scale: heatmap pixels per input pixel (x, y). Returns (heatmaps (N, K, h, w), valid
     (N, 1, h, w) bool: first-view pixels the second view saw)."""
-    _check_maps("heatmaps", heatmaps, 4, "(N, K, h, w)")
+    check_tensor("heatmaps", heatmaps, 4, "(N, K, h, w)")
     n, k, h, w = heatmaps.shape
     matrices = np.asarray(matrices, dtype=np.float64)
     flipped = np.asarray(flipped, dtype=bool)

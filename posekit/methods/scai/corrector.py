@@ -117,7 +117,7 @@ class SCAICorrector:
         return cls(predictor, nets, config, **kwargs)
 
     # -- Predictor interface ---------------------------------------------------------------------------
-    def __getattr__(self, name):
+    def __getattr__(self, name):  # config, num_keypoints, codec, ...: the wrapped predictor's
         if name.startswith("__") or name == "predictor":
             raise AttributeError(name)
         return getattr(self.predictor, name)
@@ -137,14 +137,6 @@ class SCAICorrector:
     @batch_size.setter
     def batch_size(self, value: int) -> None:
         self.predictor.batch_size = value
-
-    @property
-    def num_keypoints(self) -> int:
-        return self.predictor.num_keypoints
-
-    @property
-    def config(self) -> dict | None:
-        return getattr(self.predictor, "config", None)
 
     def reset(self) -> None:
         """Forget test-time training (the trained correction network again)."""

@@ -9,21 +9,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from posekit.training.checks import check_tensor
+
 __all__ = ["finetune_loss", "residual_kl_loss", "project_heatmaps", "spatial_probabilities", "joint_similarity",
            "pose_contrastive_loss", "information_maximization_loss", "consistency_loss", "check_positive"]
 
 
 # -- input checks ----------------------------------------------------------------------------------
-def _check_tensor(name: str, value, ndim: int, shape_text: str) -> torch.Tensor:
-    if not torch.is_tensor(value):
-        raise TypeError(f"{name} must be a torch.Tensor {shape_text}, got {type(value).__name__}")
-    if value.dim() != ndim:
-        raise ValueError(f"{name} must be {shape_text}, got shape {tuple(value.shape)}")
-    if not value.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got {value.dtype}")
-    return value
-
-
 def _check_same_shape(a_name: str, a: torch.Tensor, b_name: str, b: torch.Tensor) -> None:
     if a.shape != b.shape:
         raise ValueError(f"{a_name} {tuple(a.shape)} and {b_name} {tuple(b.shape)} must have the same shape")
@@ -39,8 +31,8 @@ def check_positive(name: str, value) -> float:
 def _check_pair(name: str, pair) -> tuple[torch.Tensor, torch.Tensor]:
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
         raise TypeError(f"{name} must be a pair (horizontal (N, K, w), vertical (N, K, h)) of probability vectors")
-    px = _check_tensor(f"{name}[0]", pair[0], 3, "(N, K, w)")
-    py = _check_tensor(f"{name}[1]", pair[1], 3, "(N, K, h)")
+    px = check_tensor(f"{name}[0]", pair[0], 3, "(N, K, w)")
+    py = check_tensor(f"{name}[1]", pair[1], 3, "(N, K, h)")
     if px.shape[:2] != py.shape[:2]:
         raise ValueError(f"{name}: horizontal {tuple(px.shape)} and vertical {tuple(py.shape)} disagree on (N, K)")
     return px, py
@@ -53,8 +45,8 @@ def finetune_loss(source: torch.Tensor, intermediate: torch.Tensor) -> torch.Ten
     source, intermediate: (N, K, h, w). Returns a scalar, the mean over N, K, h, w of the squared difference.
     Gradients reach both arguments (F_sr and G_in both learn from it).
     """
-    _check_tensor("source", source, 4, "(N, K, h, w)")
-    _check_tensor("intermediate", intermediate, 4, "(N, K, h, w)")
+    check_tensor("source", source, 4, "(N, K, h, w)")
+    check_tensor("intermediate", intermediate, 4, "(N, K, h, w)")
     _check_same_shape("source", source, "intermediate", intermediate)
     return torch.mean((source - intermediate) ** 2)
 
@@ -66,8 +58,8 @@ def residual_kl_loss(source: torch.Tensor, intermediate: torch.Tensor, tau: floa
     each map is removed from both maps (one or two pixels), and p = softmax(heatmap / tau) over the
     remaining pixels. Identical maps give 0; the value of the peak pixel never matters. Returns a scalar.
     """
-    _check_tensor("source", source, 4, "(N, K, h, w)")
-    _check_tensor("intermediate", intermediate, 4, "(N, K, h, w)")
+    check_tensor("source", source, 4, "(N, K, h, w)")
+    check_tensor("intermediate", intermediate, 4, "(N, K, h, w)")
     _check_same_shape("source", source, "intermediate", intermediate)
     tau = check_positive("tau", tau)
     if source.shape[2] * source.shape[3] < 3:
@@ -87,7 +79,7 @@ def residual_kl_loss(source: torch.Tensor, intermediate: torch.Tensor, tau: floa
 def project_heatmaps(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Heatmaps (N, K, h, w) -> (horizontal (N, K, w) = sum over the rows, vertical (N, K, h) = sum over the
     columns). A one-hot heatmap gives one-hot vectors at its column and row."""
-    _check_tensor("heatmaps", heatmaps, 4, "(N, K, h, w)")
+    check_tensor("heatmaps", heatmaps, 4, "(N, K, h, w)")
     return heatmaps.sum(dim=2), heatmaps.sum(dim=3)
 
 
@@ -151,7 +143,7 @@ def information_maximization_loss(probabilities, normalize: bool = True, eps: fl
     if isinstance(probabilities, (tuple, list)):
         parts = _check_pair("probabilities", probabilities)
         return sum(information_maximization_loss(p, normalize, eps) for p in parts) / 2
-    p = _check_tensor("probabilities", probabilities, 3, "(N, K, L)")
+    p = check_tensor("probabilities", probabilities, 3, "(N, K, L)")
     length = p.shape[-1]
     if length < 2:
         raise ValueError(f"probability vectors need at least 2 entries, got {length}")
@@ -172,8 +164,8 @@ def consistency_loss(reference: torch.Tensor, other: torch.Tensor, valid: torch.
     reference, other: (N, K, h, w); valid: None (all pixels) or (N, 1, h, w) / (N, K, h, w) bool or {0, 1}
     (the pixels the second view saw). Returns a scalar (0 when no pixel is valid).
     """
-    _check_tensor("reference", reference, 4, "(N, K, h, w)")
-    _check_tensor("other", other, 4, "(N, K, h, w)")
+    check_tensor("reference", reference, 4, "(N, K, h, w)")
+    check_tensor("other", other, 4, "(N, K, h, w)")
     _check_same_shape("reference", reference, "other", other)
     squared = (reference - other) ** 2
     if valid is None:
