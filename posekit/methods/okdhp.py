@@ -8,15 +8,15 @@ No pre-trained teacher: the teacher is built on the fly from the student itself.
    complete pose estimator of the original architecture. How a registered model is divided
    (:func:`split_model`; ``shared`` overrides the default):
 
-   * SimpleBaseline / RepVGG (``trunk`` + ``upsample`` + ``head``): the trunk up to its last resolution
-     stage is shared; each branch has its own last trunk stage, deconvolution upsampler and 1x1 heatmap
-     conv. ``shared`` = number of trunk modules shared (= all of them: the MobilePose variant of the
+   * Models whose :meth:`~posekit.models.base.PoseModel.split_trunk_head` has trunk stages (SimpleBaseline,
+     RepVGG: encoder stages | upsampler + heatmap conv): the trunk up to its last resolution stage is shared;
+     each branch has its own last trunk stage, deconvolution upsampler and 1x1 heatmap conv. ``shared`` = number of trunk modules shared (= all of them: the MobilePose variant of the
      paper, one whole decoder per branch).
-   * Stacked hourglass: the stem and the first ``S // 2`` stacks (with their re-injection convs) are
-     shared, each branch has the remaining stacks, as in the paper ("share half of the stacks": a 4-stack
+   * Stacked hourglass (its :meth:`~posekit.models.backbones.hourglass.StackedHourglass.stacks` ranges): the
+     stem and the first ``S // 2`` stacks (with their re-injection convs) are shared, each branch has the remaining stacks, as in the paper ("share half of the stacks": a 4-stack
      student shares 2 and branches 2). ``shared`` = number of stacks shared.
-   * Any other architecture must state its trunk stages (:meth:`posekit.models.base.PoseModel.split_trunk_head`),
-     else OKDHP refuses it; ``shared=0`` then shares nothing (every branch a full copy of the model).
+   * Any other architecture is refused with an error naming ``split_trunk_head``, unless ``shared=0``: nothing
+     shared, every branch a full copy of the model.
 
    The extra branches start from their own random initialisation (copies of branch 0 would receive identical
    gradients and never diverge).
