@@ -177,7 +177,7 @@ def train_source(args, run_root: Path) -> dict:
 
 
 def train_sfda(row: str, args, run_root: Path, source_checkpoint: str) -> dict:
-    from posekit.engine.adapt import adapt_config
+    from posekit.methods.sfda import adapt_config
     options = {**args.sfda_options, **SFDA_ROWS[row][1]}
     loss_keys = {"alpha", "beta", "gamma", "ema", "tau"}
     cfg = adapt_config(source_checkpoint, resolve_spec(args.target), run_root / row, epochs=args.sfda_epochs,

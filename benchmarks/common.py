@@ -201,7 +201,7 @@ def train_once(cfg, run_dir: Path) -> dict:
     final_epoch (its numbers), config}.
     """
     def fit() -> dict:
-        from posekit.engine.trainer import Trainer
+        from posekit.methods import build_trainer as Trainer
         trainer = Trainer(cfg, resume=True)
         resumed_at = trainer.epoch
         last = trainer.fit()

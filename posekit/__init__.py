@@ -17,6 +17,7 @@ _EXPORTS = {
     "evaluate": "posekit.engine.evaluate",
     "Trainer": "posekit.engine.trainer",
     "TrainConfig": "posekit.engine.trainer",
+    "build_trainer": "posekit.methods",
     "generate_dataset": "posekit.data.synth",
 }
 __all__ = ["__version__", *_EXPORTS]

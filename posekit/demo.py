@@ -20,10 +20,11 @@ def run_demo(out, *, num_train: int = 3200, num_val: int = 300, epochs: int = 14
     from posekit.data.formats import load_samples
     from posekit.data.synth import generate_dataset
     from posekit.engine.evaluate import predict_all
-    from posekit.engine.trainer import Trainer, TrainConfig
+    from posekit.engine.trainer import TrainConfig
     from posekit.inference.draw import draw_pose
     from posekit.inference.predictor import Predictor
     from posekit.data.io import read_image
+    from posekit.methods import build_trainer
     from posekit.metrics import evaluate_keypoints, pck_curve, torso_lengths
     from posekit.report import plot_pck_curve, plot_training_curve, prediction_grid, write_json
     from posekit.skeletons import get_skeleton
@@ -37,7 +38,7 @@ def run_demo(out, *, num_train: int = 3200, num_val: int = 300, epochs: int = 14
     cfg = TrainConfig(train=f"coco:{train_ann}", val=f"coco:{val_ann}", out=str(out / "run"), model=DEFAULT_MODEL,
                       model_kwargs=DEFAULT_MODEL_KWARGS, input_size=DEFAULT_INPUT, epochs=epochs, batch_size=batch_size,
                       lr=2e-3, warmup_iters=100, workers=workers, seed=seed, val_every=max(1, epochs // 4))
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     trainer.fit()
     t_train = time.time() - t0 - t_data
 

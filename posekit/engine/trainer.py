@@ -1,38 +1,24 @@
 """The training loop: AdamW, warm-up + cosine schedule, channels_last, worker data loading, JSONL log,
 atomic checkpoints, exact resume, optional DDP (gloo on the CPU) under torchrun.
 
+The loop knows no training method: ``Trainer(cfg, method)`` is handed a
+:class:`~posekit.methods.base.Method` instance and talks to it through that contract only (a
+:class:`~posekit.training.context.TrainContext` once, a :class:`~posekit.training.context.StepProgress`
+every step). ``posekit.methods.build_trainer(cfg)`` builds the method ``cfg.method`` names.
+
 Reproducibility: model init, shuffling and augmentation all derive from ``seed`` and the epoch number,
 and checkpoints are taken at epoch boundaries, so a run killed and resumed reaches the same numbers on
 the CPU as an uninterrupted one.
 
-Target representation: the ``head`` option picks the network's output, the codec and the loss together
-(mmpose style: the codec encodes targets and decodes outputs, the head module makes the raw output, the
-method's loss matches the head), for any registered backbone:
-
-* ``heatmap`` (default): the backbone's heatmaps, HeatmapCodec (``sigma``, ``unbiased``, ``decode``),
-  heatmap MSE;
-* ``dsnt``: the same maps read as logits, IntegralCodec (soft-argmax), loss ``coord`` (``"l2"`` Euclidean
-  by default, ``"l1"``, ``"mse"``) + ``js_weight`` x the JS divergence regulariser (``js_sigma`` px);
-* ``regression``: global pool + linear -> (N, K, 2), RegressionCodec, loss ``coord`` (``"l1"`` default,
-  ``"l2"``, ``"mse"``);
-* ``rle``: the same head with raw sigmas -> (N, K, 4), RegressionCodec, RLE log-likelihood (``rle``: a
-  dict of :class:`~posekit.codecs.rle.RLELoss` options).
-
-Coordinate heads also take ``bone_loss`` ("none" | "all" | "limbs"), ``bone_weight`` and ``awl``
-(see :func:`posekit.losses.build_head_loss`); ``head_kwargs`` go to the head module and ``codec_kwargs``
-to the codec (e.g. ``{"normalized": false}`` for pixel-unit regression targets, ``{"beta": 2.0}`` for DSNT).
+Training options: :class:`~posekit.engine.train_config.TrainConfig` (the ``head`` option and its codec/loss there).
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
 import os
-import random
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,133 +26,31 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from posekit.codecs import HeatmapCodec, IntegralCodec, RegressionCodec
+from posekit.config import DEFAULT_PADDING, PoseConfig
 from posekit.data.dataset import TopDownDataset
 from posekit.data.formats import load_samples
 from posekit.data.transforms import AugmentConfig
 from posekit.checkpoint import check_writable, load_checkpoint, save_checkpoint
-from posekit.losses import build_head_loss, check_finite
-from posekit.methods import build_method
+from posekit.engine.train_config import TrainConfig, build_train_codec, skeleton_of
+from posekit.losses import build_head_loss
 from posekit.models.base import CoordinateModel
-from posekit.models.heads import HEATMAP_OUTPUT_HEADS, build_pose_model, head_type
+from posekit.models.heads import HEATMAP_OUTPUT_HEADS, build_pose_model
 from posekit.skeletons import get_skeleton, SKELETONS
+from posekit.training.context import StepProgress, TrainContext
+from posekit.training.guard import BufferSnapshot, guarded_step
+from posekit.training.runlog import RunLog
+from posekit.training.schedule import lr_factor
+from posekit.training.seeding import epoch_indices, seed_everything
+
+__all__ = ["Trainer", "TrainConfig", "build_train_codec", "skeleton_of", "dist_info", "lr_factor", "epoch_indices",
+           "seed_everything"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    train: str                                   # data spec, e.g. "lsp:../shared/datasets/lspet@train"
-    val: str | None = None
-    out: str = "runs/train"
-    model: str = "simplebaseline_r18"
-    model_kwargs: dict = field(default_factory=dict)
-    input_size: tuple[int, int] = (128, 128)     # (W, H)
-    sigma: float = 2.0
-    unbiased: bool = False
-    decode: str = "dark"
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_iters: int = 200
-    final_lr_ratio: float = 0.01
-    workers: int = 2
-    threads: int | None = None                   # torch intra-op threads (None: torch's default, all cores)
-    seed: int = 0
-    device: str = "cpu"
-    amp: bool = False
-    channels_last: bool = True
-    augment: dict = field(default_factory=dict)
-    method: str = "supervised"
-    method_kwargs: dict = field(default_factory=dict)
-    init: str | None = None                      # checkpoint to start from (e.g. synthetic pretraining)
-    nan_policy: str = "raise"                    # "raise" | "skip" a non-finite loss or gradient
-    val_every: int = 1
-    max_iters_per_epoch: int | None = None
-    progress: bool = True
-    skip_invalid: bool = False
-    head: str = "heatmap"                        # "heatmap" | "dsnt" | "regression" | "rle" (see module doc)
-    head_kwargs: dict = field(default_factory=dict)   # options of the head module (regression, rle)
-    codec_kwargs: dict = field(default_factory=dict)  # extra codec options (e.g. {"normalized": false})
-    loss: dict = field(default_factory=dict)     # head loss options, e.g. {"coord": "l1", "bone_loss": "limbs"}
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["input_size"] = list(self.input_size)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training options: {sorted(unknown)}")
-        d = dict(d)
-        if "input_size" in d:
-            d["input_size"] = tuple(d["input_size"])
-        return cls(**d)
-
-
-def lr_factor(step: int, total: int, warmup: int, final_ratio: float) -> float:
-    """Linear warm-up for ``warmup`` steps, then cosine decay to ``final_ratio`` at ``total`` steps."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def dist_info() -> tuple[int, int]:
     """(rank, world size) when launched by torchrun, else (0, 1)."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def epoch_indices(n: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:
-    """This rank's shuffled share of the data for one epoch (all ranks agree on the permutation)."""
-    g = torch.Generator().manual_seed(seed * 1000003 + epoch)
-    perm = torch.randperm(n, generator=g).tolist()
-    per_rank = n // world  # drop the remainder so every rank runs the same number of steps
-    return perm[rank * per_rank:(rank + 1) * per_rank]
-
-
-def _logged_epoch(line: str) -> float:
-    """The epoch of one log.jsonl line; inf if the line is not a complete epoch record."""
-    try:
-        epoch = json.loads(line).get("epoch")
-    except (ValueError, AttributeError):
-        return math.inf
-    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else math.inf
-
-
-def skeleton_of(samples) -> tuple[str, list[int]]:
-    name = samples[0].skeleton
-    if name in SKELETONS:
-        return name, get_skeleton(name).flip_index.tolist()
-    return name, list(range(samples[0].keypoints.shape[0]))  # unknown keypoint set: no flip pairs known
-
-
-def build_train_codec(cfg: TrainConfig):
-    """The codec of ``cfg.head``: heatmap -> HeatmapCodec, dsnt -> IntegralCodec, regression/rle -> RegressionCodec."""
-    head = head_type(cfg.head)
-    extra = dict(cfg.codec_kwargs)
-    if head == "rle" and not extra.get("normalized", True):
-        raise ValueError("the rle head needs normalised coordinates (its sigmas live in (0, 1)): "
-                         "drop codec_kwargs normalized=false")
-    try:
-        if head == "heatmap":
-            return HeatmapCodec(input_size=cfg.input_size, sigma=cfg.sigma, unbiased=cfg.unbiased, decode=cfg.decode,
-                                **extra)
-        if head == "dsnt":
-            return IntegralCodec(input_size=cfg.input_size, **extra)
-        return RegressionCodec(input_size=cfg.input_size, **extra)
-    except TypeError as err:  # an unknown or duplicated codec_kwargs key
-        raise ValueError(f"head {head!r}: bad codec_kwargs {extra}: {err}") from None
 
 
 def collate(items: list[dict]) -> dict:
@@ -199,8 +83,14 @@ class DistributedStages(torch.nn.Module):
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, *, resume: bool = False):
-        self.cfg = cfg
+    """One training run of ``method`` (a :class:`~posekit.methods.base.Method`) as ``cfg`` describes it;
+    ``cfg.method`` must name that method (it is what the run folder records)."""
+
+    def __init__(self, cfg: TrainConfig, method, *, resume: bool = False):
+        if method.name != cfg.method:
+            raise ValueError(f"the training config names method {cfg.method!r}, but the trainer was handed "
+                             f"{method.name!r}")
+        self.cfg, self.method = cfg, method
         self.rank, self.world = dist_info()
         if self.world > 1 and not dist.is_initialized():
             dist.init_process_group("gloo" if cfg.device == "cpu" else "nccl")
@@ -213,7 +103,7 @@ class Trainer:
             # intra-op threads slow a 2-core run several-fold.
             torch.set_num_threads(cfg.threads)
 
-        self.train_samples = load_samples(cfg.train, skip_invalid=cfg.skip_invalid)
+        self.train_samples = method.select_samples(load_samples(cfg.train, skip_invalid=cfg.skip_invalid))
         if not self.train_samples:
             raise ValueError(f"no training samples in {cfg.train}")
         self.val_samples = load_samples(cfg.val, skip_invalid=cfg.skip_invalid) if cfg.val else []
@@ -230,20 +120,13 @@ class Trainer:
         self.channels_last = cfg.channels_last and getattr(self.model, "channels_last_training", True)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.method = build_method(cfg.method, self.model, **cfg.method_kwargs, device=self.device, trainer=self)
-        if (cfg.head != "heatmap" or cfg.loss) and getattr(self.method, "head_loss", None) is not self.head_loss:
-            raise ValueError(f"method {cfg.method!r} trains with its own heatmap loss: head {cfg.head!r} and loss "
-                             f"options need a method that uses the configured head loss (e.g. 'supervised')")
-        self.named_params = [(name, p) for m in self.method.trainable_modules() for name, p in m.named_parameters()
-                             if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.ddp_model = None
+        self.ddp_model = train_model = None
         if self.world > 1:
             # DDP all-reduces gradients only for calls that go through its forward(): wrap forward_all.
             # A coordinate head leaves the backbone's heatmap conv unused: DDP must be told.
             self.ddp_model = torch.nn.parallel.DistributedDataParallel(
                 AllStages(self.model), find_unused_parameters=cfg.head not in HEATMAP_OUTPUT_HEADS)
-            self.method.model = DistributedStages(self.ddp_model)
+            train_model = DistributedStages(self.ddp_model)
 
         self.dataset = TopDownDataset(self.train_samples, self.codec, cfg.input_size, flip_index=np.array(self.flip_index),
                                       train=True, augment=AugmentConfig(**cfg.augment), seed=cfg.seed)
@@ -253,6 +136,18 @@ class Trainer:
         if self.steps_per_epoch < 1:
             raise ValueError(f"{len(self.dataset)} samples are fewer than one batch of {cfg.batch_size}")
         self.total_steps = self.steps_per_epoch * cfg.epochs
+        method.bind(TrainContext(
+            model=self.model, train_model=train_model, codec=self.codec, head_loss=self.head_loss,
+            config=self.pose_config, samples=tuple(self.train_samples), device=self.device, seed=cfg.seed,
+            total_steps=self.total_steps, channels_last=cfg.channels_last, world_size=self.world,
+            options=cfg.to_dict()))
+        if (cfg.head != "heatmap" or cfg.loss) and not method.uses_head_loss:
+            raise ValueError(f"method {cfg.method!r} trains with its own heatmap loss: head {cfg.head!r} and loss "
+                             f"options need a method that uses the configured head loss (e.g. 'supervised')")
+        self.named_params = [(name, p) for m in method.trainable_modules() for name, p in m.named_parameters()
+                             if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.param_groups(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.log = RunLog(self.out / "log.jsonl")
         self.epoch, self.step, self.best, self.history = 0, 0, -1.0, []
         self.skipped_nonfinite, self.bad_images = 0, set()
         if resume:
@@ -268,16 +163,19 @@ class Trainer:
         return groups
 
     # -- bookkeeping -----------------------------------------------------------------------------
-    def model_config(self) -> dict:
-        """What a checkpoint needs to rebuild network + codec (posekit.models.heads.build_from_config)."""
+    @property
+    def pose_config(self) -> PoseConfig:
+        """What a checkpoint needs to rebuild network + codec and crop as in training; the training options
+        ride along (``extra["train"]``)."""
         cfg = self.cfg
-        config = {"model": {"name": cfg.model, "kwargs": {"num_keypoints": self.num_keypoints, **cfg.model_kwargs}},
-                  "codec": self.codec.to_config(), "input_size": list(cfg.input_size),
-                  "num_keypoints": self.num_keypoints, "skeleton": self.skeleton, "flip_index": self.flip_index,
-                  "padding": 1.25, "train": cfg.to_dict()}
-        if cfg.head != "heatmap":
-            config["head"] = {"type": cfg.head, "kwargs": dict(cfg.head_kwargs)}
-        return config
+        return PoseConfig(model=cfg.model, model_kwargs=dict(cfg.model_kwargs), num_keypoints=self.num_keypoints,
+                          codec=self.codec.to_config(), input_size=tuple(cfg.input_size), skeleton=self.skeleton,
+                          flip_index=tuple(self.flip_index), head=cfg.head, head_kwargs=dict(cfg.head_kwargs),
+                          padding=DEFAULT_PADDING, extra={"train": cfg.to_dict()})
+
+    def model_config(self) -> dict:
+        """The checkpoint config (:meth:`pose_config` as stored)."""
+        return self.pose_config.to_dict()
 
     def load_init(self, path) -> None:
         payload = load_checkpoint(path)
@@ -295,8 +193,7 @@ class Trainer:
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "config": self.model_config(),
                 "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "step": self.step, "best": self.best,
-                "history": json.loads(json.dumps(self.history)),
-                "method": self.method.state_dict() if hasattr(self.method, "state_dict") else {}}
+                "history": json.loads(json.dumps(self.history)), "method": self.method.state_dict()}
 
     def resume(self) -> None:
         path = Path(self.cfg.out) / "last.pt"
@@ -308,43 +205,10 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         self.epoch, self.step, self.best = payload["epoch"], payload["step"], payload["best"]
         self.history = payload.get("history", [])
-        if hasattr(self.method, "load_state_dict") and payload.get("method"):
+        if payload.get("method"):
             self.method.load_state_dict(payload["method"])
         if self.is_main:
             log.info("resumed from %s at epoch %d", path, self.epoch)
-
-    def log_jsonl(self, record: dict) -> None:
-        if self.is_main:
-            with open(self.out / "log.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def trim_log(self) -> None:
-        """Make log.jsonl hold only the epochs this run has done (none for a fresh run), so every epoch is
-        logged once: a crash between an epoch's log line and its checkpoint left a line the resumed run
-        writes again, and a fresh run in a used folder must not append to the old run's log. Lines that do
-        not parse (torn by a crash) are dropped too. Rewritten atomically, and only if something changes."""
-        path = self.out / "log.jsonl"
-        if not path.exists():
-            return
-        lines = path.read_text().splitlines(keepends=True)
-        keep = [line for line in lines if _logged_epoch(line) <= self.epoch]
-        if keep == lines:
-            return
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(line if line.endswith("\n") else line + "\n" for line in keep))
-        os.replace(tmp, path)
-        log.info("%s: dropped %d line(s) of epochs after %d", path, len(lines) - len(keep), self.epoch)
-
-    def buffer_snapshot(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(buffer, copy) of every buffer of the trained modules (BatchNorm running statistics): a forward
-        pass in train mode updates them before the loss can be checked."""
-        return [(b, b.detach().clone()) for m in self.method.trainable_modules() for b in m.buffers()]
-
-    @staticmethod
-    def restore_buffers(snapshot) -> None:
-        with torch.no_grad():
-            for buffer, saved in snapshot:
-                buffer.copy_(saved)
 
     # -- loop ------------------------------------------------------------------------------------
     def loader(self, epoch: int) -> DataLoader:
@@ -354,6 +218,16 @@ class Trainer:
         return DataLoader(self.dataset, batch_size=self.cfg.batch_size, sampler=indices, drop_last=True,
                           num_workers=self.cfg.workers, collate_fn=collate, persistent_workers=False,
                           multiprocessing_context="fork" if self.cfg.workers > 0 and sys.platform != "win32" else None)
+
+    def progress(self, epoch: int) -> StepProgress:
+        """Set this step's learning rate; the method is told it as a factor on the base rate."""
+        cfg = self.cfg
+        lr = cfg.lr * lr_factor(self.step, self.total_steps, cfg.warmup_iters, cfg.final_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        # the factor as the optimiser applies it (lr / base), so a method scaling its own optimisers follows bit for bit
+        factor = self.optimizer.param_groups[0]["lr"] / cfg.lr if cfg.lr else 0.0
+        return StepProgress(step=self.step, epoch=epoch, total_steps=self.total_steps, lr_factor=factor)
 
     def train_epoch(self, epoch: int) -> dict:
         cfg = self.cfg
@@ -371,33 +245,19 @@ class Trainer:
             batch = {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
             if self.channels_last:
                 batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
-            for group in self.optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(self.step, self.total_steps, cfg.warmup_iters, cfg.final_lr_ratio)
-            buffers = self.buffer_snapshot()
+            progress = self.progress(epoch)
+            buffers = BufferSnapshot(self.method.trainable_modules())
             with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda"):
-                logs = self.method.training_step(batch)
-            loss = logs["loss"]
+                logs = self.method.training_step(batch, progress)
             where = f"epoch {epoch + 1}, step {self.step}, samples {batch['index'][:8].tolist()}..."
-            self.optimizer.zero_grad(set_to_none=True)
-            try:
-                check_finite(loss, where=where)
-                loss.backward()
-                # a finite loss can still have NaN/inf gradients (e.g. sqrt at 0): they must not reach the weights
-                check_finite({name: p.grad for name, p in self.named_params if p.grad is not None}, where=where,
-                             what="gradient")
-            except FloatingPointError as err:
-                # refuse the whole step: no weight update, and the forward pass's BatchNorm updates undone
-                self.restore_buffers(buffers)
-                self.optimizer.zero_grad(set_to_none=True)
-                if cfg.nan_policy != "skip":
-                    raise
+            refused = guarded_step(logs["loss"], [self.optimizer], self.named_params, buffers, policy=cfg.nan_policy,
+                                   where=where)
+            if refused:  # no weight update, the forward pass's BatchNorm updates undone
                 self.skipped_nonfinite += 1
-                log.warning("skipped step: %s (%d so far)", err, self.skipped_nonfinite)
+                log.warning("skipped step: %s (%d so far)", refused, self.skipped_nonfinite)
                 self.step += 1
                 continue
-            self.optimizer.step()
-            if hasattr(self.method, "after_step"):
-                self.method.after_step()
+            self.method.after_step(progress)
             self.step += 1
             n += 1
             for k, v in logs.items():
@@ -412,7 +272,7 @@ class Trainer:
     def validate(self) -> dict:
         from posekit.engine.evaluate import evaluate_samples
         from posekit.inference.predictor import Predictor
-        model = self.method.deploy_model() if hasattr(self.method, "deploy_model") else self.model
+        model = self.method.deploy_model()
         predictor = Predictor(model, self.model_config(), flip_test=True, device=str(self.device))
         metrics = evaluate_samples(predictor, self.val_samples)
         model.train()
@@ -422,7 +282,7 @@ class Trainer:
         cfg = self.cfg
         if self.is_main:
             (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-            self.trim_log()
+            self.log.trim(self.epoch)
         while self.epoch < cfg.epochs:
             record = {"epoch": self.epoch + 1, **self.train_epoch(self.epoch)}
             self.epoch += 1
@@ -439,7 +299,7 @@ class Trainer:
                 record["skipped_nonfinite"] = self.skipped_nonfinite
             self.history.append(record)
             if self.is_main:
-                self.log_jsonl(record)
+                self.log.append(record)
                 save_checkpoint(self.out / "last.pt", self.state())
                 log.info("epoch %d: %s", self.epoch, {k: v for k, v in record.items() if k != "unreadable_images"})
         if self.is_main:

@@ -1,18 +1,40 @@
-"""Training methods, one file per paper. Each exposes ``training_step(batch) -> {'loss': ..}``."""
+"""Training methods, one file per paper. Each is a :class:`~posekit.methods.base.Method` registered in
+:data:`METHODS`; the trainer (:mod:`posekit.engine.trainer`) is handed an instance and knows no method.
+
+    from posekit.methods import build_trainer
+    build_trainer(TrainConfig(train=..., method="fpd", method_kwargs={"teacher": "t.pt"})).fit()
+
+SCAI (:mod:`posekit.methods.scai`) and AdaBN (:mod:`posekit.methods.adabn`) work on a trained model outside
+the trainer and are not registered here.
+"""
 from __future__ import annotations
 
-METHODS = {
-    "supervised": "posekit.methods.supervised:Supervised",
-    "fpd": "posekit.methods.fpd:FPD",
-    "okdhp": "posekit.methods.okdhp:OKDHP",
-    "advmix": "posekit.methods.advmix:AdvMix",
-    "sfda": "posekit.methods.sfda:SFDA",
-}
+from posekit.methods import advmix, fpd, okdhp, sfda, supervised  # noqa: F401  (each registers its method)
+from posekit.methods.base import METHODS, Method, MethodOption, StepProgress, TrainContext
+
+__all__ = ["METHODS", "Method", "MethodOption", "StepProgress", "TrainContext", "MethodOptionError",
+           "build_method", "method_for", "build_trainer"]
 
 
-def build_method(name: str, model, **kwargs):
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; known: {sorted(METHODS)}")
-    import importlib
-    module, cls = METHODS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(model, **kwargs)
+class MethodOptionError(TypeError, ValueError):
+    """A method built with an option it does not have (or without a required one)."""
+
+
+def build_method(name: str, **options) -> Method:
+    """The registered method ``name`` with its ``options`` (unbound: the trainer binds it)."""
+    cls = METHODS.get(name)
+    try:
+        return cls(**options)
+    except TypeError as err:
+        raise MethodOptionError(f"method {name!r}: {err}") from None
+
+
+def method_for(cfg) -> Method:
+    """The method a :class:`~posekit.engine.trainer.TrainConfig` names, with its ``method_kwargs``."""
+    return build_method(cfg.method, **cfg.method_kwargs)
+
+
+def build_trainer(cfg, *, resume: bool = False):
+    """``Trainer(cfg, method_for(cfg), resume=resume)``: a trainer for the method the config names."""
+    from posekit.engine.trainer import Trainer
+    return Trainer(cfg, method_for(cfg), resume=resume)

@@ -18,6 +18,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from posekit.config import DEFAULT_PADDING
 from posekit.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
 
 
@@ -67,7 +68,7 @@ def target_crops(config: dict, spec: str, *, batch_size: int = 32, workers: int 
     for s in samples:  # withhold labels (and match the model's joint count, whatever the format has)
         s.keypoints = np.zeros((num_keypoints, 3), np.float32)
     dataset = TopDownDataset(samples, build_codec(config["codec"]), tuple(config["input_size"]),
-                             flip_index=np.arange(num_keypoints), train=False, padding=config.get("padding", 1.25))
+                             flip_index=np.arange(num_keypoints), train=False, padding=config.get("padding", DEFAULT_PADDING))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers)
     for batch in loader:
         yield batch["image"].contiguous(memory_format=torch.channels_last)

@@ -39,8 +39,10 @@ import torch.nn.functional as F
 
 from posekit.data.augment import ADVMIX_OPS, grid_mask, photometric_policy
 from posekit.data.transforms import IMAGE_MEAN, IMAGE_STD
-from posekit.methods.fpd import distillation_loss, load_teacher
+from posekit.methods.base import ALPHA, TEACHER, StepProgress, TrainContext, register_method
 from posekit.methods.supervised import Supervised
+from posekit.training.guard import BufferSnapshot, all_finite
+from posekit.training.teacher import distillation_loss, load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -130,45 +132,47 @@ def augment_copy(image: np.ndarray, rng: np.random.Generator, *, num_ops: int = 
 
 
 # -- the method ------------------------------------------------------------------------------------
+@register_method
 class AdvMix(Supervised):
     name = "advmix"
+    options = (TEACHER, ALPHA)  # uses_head_loss: the configured head's loss on the labels (heatmap MSE by default)
 
-    def __init__(self, model, *, teacher: str | None = None, alpha: float = 0.1, num_augmented: int = 2,
+    def __init__(self, *, teacher: str | None = None, alpha: float = 0.1, num_augmented: int = 2,
                  generator_lr: float = 1e-3, generator_betas=(0.5, 0.999), generator_width: int = 16,
                  generator_depth: int = 2, generator_stride: int = 2, generator_every: int = 1, policy_ops: int = 2,
-                 policy_magnitude: float | None = None, gridmask_prob: float = 0.5, seed: int | None = None,
-                 device="cpu", trainer=None, **_):
-        super().__init__(model, trainer=trainer)  # the trainer's head loss (heatmap MSE by default)
+                 policy_magnitude: float | None = None, gridmask_prob: float = 0.5, seed: int | None = None):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         if num_augmented < 1 or generator_every < 1:
             raise ValueError(f"num_augmented and generator_every must be >= 1, got {num_augmented}, {generator_every}")
         if not 0.0 <= gridmask_prob <= 1.0:
             raise ValueError(f"gridmask_prob must be in [0, 1], got {gridmask_prob}")
-        self.device = torch.device(device)
-        self.raw_model = model  # the trainer may wrap self.model for DDP; the generator step bypasses that
-        self.alpha = alpha
+        self.teacher_path, self.alpha = teacher, alpha
         self.num_augmented = num_augmented
         self.generator_every = generator_every
+        self.generator_options = {"lr": generator_lr, "betas": tuple(generator_betas), "width": generator_width,
+                                  "depth": generator_depth, "stride": generator_stride}
         self.policy = {"num_ops": policy_ops, "magnitude": policy_magnitude, "gridmask_prob": gridmask_prob}
-        self.seed = int(seed if seed is not None else (trainer.cfg.seed if trainer is not None else 0))
+        self.seed_option = seed
         self.iteration = 0
 
+    def bind(self, ctx: TrainContext) -> None:
+        super().bind(ctx)
+        self.seed = int(self.seed_option if self.seed_option is not None else ctx.seed)
         self.teacher = None
-        if teacher:
-            self.teacher = load_teacher(teacher, trainer.model_config() if trainer is not None else None,
-                                        self.device)
-        elif alpha != 0.1:
-            log.info("advmix without a teacher: alpha=%s is unused", alpha)
-
+        if self.teacher_path:
+            self.teacher = load_teacher(self.teacher_path, ctx.config.to_dict() if ctx.config is not None else None,
+                                        ctx.device)
+        elif self.alpha != 0.1:
+            log.info("advmix without a teacher: alpha=%s is unused", self.alpha)
+        g = self.generator_options
         # A private RNG stream for the generator's initialisation: the global stream stays as without AdvMix.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 7919 + 17)
-            self.generator = MixingUNet(3 * (num_augmented + 1), num_augmented + 1, width=generator_width,
-                                        depth=generator_depth, stride=generator_stride)
-        self.generator = self.generator.to(self.device, memory_format=torch.channels_last)
-        self.generator_optimizer = torch.optim.Adam(self.generator.parameters(), lr=generator_lr,
-                                                    betas=tuple(generator_betas))
+            self.generator = MixingUNet(3 * (self.num_augmented + 1), self.num_augmented + 1, width=g["width"],
+                                        depth=g["depth"], stride=g["stride"])
+        self.generator = self.generator.to(ctx.device, memory_format=torch.channels_last)
+        self.generator_optimizer = torch.optim.Adam(self.generator.parameters(), lr=g["lr"], betas=g["betas"])
 
     # -- pieces ------------------------------------------------------------------------------------
     def augmented_copies(self, images: torch.Tensor, indices) -> torch.Tensor:
@@ -213,10 +217,11 @@ class AdvMix(Supervised):
         """One Adam step of G on L_G = -L_D against the current pose network; returns L_D before the step.
 
         Only G's gradients are computed (the pose network's weights get none), and the pose network's
-        BatchNorm running statistics are restored afterwards: this pass only probes D.
+        BatchNorm running statistics are restored afterwards: this pass only probes D (the bare network:
+        under DDP the trainer's all-reduce is not involved; G's gradients are averaged here).
         """
-        model = self.raw_model
-        buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        model = self.model
+        buffers = BufferSnapshot([model])
         params = [p for p in self.generator.parameters() if p.requires_grad]
         self.generator.train()
         mixed = mix(stack, self.mixing_weights(stack))
@@ -226,15 +231,13 @@ class AdvMix(Supervised):
         loss_d, _ = self.pose_loss(model, mixed, batch, teacher)
         loss_g = -loss_d
         grads = torch.autograd.grad(loss_g, params)
-        with torch.no_grad():
-            for buffer, saved in buffers:
-                buffer.copy_(saved)
+        buffers.restore()
         if dist.is_available() and dist.is_initialized():
             world = dist.get_world_size()
             for g in grads:
                 dist.all_reduce(g)
                 g.div_(world)
-        if not (torch.isfinite(loss_d) and all(torch.isfinite(g).all() for g in grads)):
+        if not all_finite(loss_d, grads):
             log.warning("advmix: non-finite generator loss or gradient at iteration %d; generator step skipped",
                         self.iteration)
             return loss_d.detach()
@@ -245,7 +248,7 @@ class AdvMix(Supervised):
         return loss_d.detach()
 
     # -- the training step -------------------------------------------------------------------------
-    def training_step(self, batch: dict) -> dict:
+    def training_step(self, batch: dict, progress: StepProgress = StepProgress()) -> dict:
         stack = self.stack(batch)
         teacher = self.teacher_heatmaps(batch["image"])
         logs = {}
@@ -256,19 +259,17 @@ class AdvMix(Supervised):
             mixed = mix(stack, weights)
         if batch["image"].is_contiguous(memory_format=torch.channels_last):
             mixed = mixed.contiguous(memory_format=torch.channels_last)
-        loss, parts = self.pose_loss(self.model, mixed, batch, teacher)
+        loss, parts = self.pose_loss(self.train_model, mixed, batch, teacher)
         self.iteration += 1
         return {"loss": loss, **parts, **logs, "w_clean": weights[:, 0].mean()}
 
     # -- checkpointing (the trainer stores this in last.pt and restores it on resume) ---------------
     def state_dict(self) -> dict:
-        base = super().state_dict() if hasattr(super(), "state_dict") else {}  # e.g. a head loss's parameters
-        return {**base, "generator": self.generator.state_dict(),
+        return {**super().state_dict(), "generator": self.generator.state_dict(),  # + a head loss's parameters
                 "optimizer": self.generator_optimizer.state_dict(), "iteration": self.iteration}
 
     def load_state_dict(self, state: dict) -> None:
-        if hasattr(super(), "load_state_dict"):
-            super().load_state_dict(state)
+        super().load_state_dict(state)
         self.generator.load_state_dict(state["generator"])
         self.generator_optimizer.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])

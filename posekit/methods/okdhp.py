@@ -8,14 +8,15 @@ No pre-trained teacher: the teacher is built on the fly from the student itself.
    complete pose estimator of the original architecture. How a registered model is divided
    (:func:`split_model`; ``shared`` overrides the default):
 
-   * SimpleBaseline / RepVGG (``trunk`` + ``upsample`` + ``head``): the trunk up to its last resolution
-     stage is shared; each branch has its own last trunk stage, deconvolution upsampler and 1x1 heatmap
-     conv. ``shared`` = number of trunk modules shared (= all of them: the MobilePose variant of the
+   * Models whose :meth:`~posekit.models.base.PoseModel.split_trunk_head` has trunk stages (SimpleBaseline,
+     RepVGG: encoder stages | upsampler + heatmap conv): the trunk up to its last resolution stage is shared;
+     each branch has its own last trunk stage, deconvolution upsampler and 1x1 heatmap conv. ``shared`` = number of trunk modules shared (= all of them: the MobilePose variant of the
      paper, one whole decoder per branch).
-   * Stacked hourglass: the stem and the first ``S // 2`` stacks (with their re-injection convs) are
-     shared, each branch has the remaining stacks, as in the paper ("share half of the stacks": a 4-stack
+   * Stacked hourglass (its :meth:`~posekit.models.backbones.hourglass.StackedHourglass.stacks` ranges): the
+     stem and the first ``S // 2`` stacks (with their re-injection convs) are shared, each branch has the remaining stacks, as in the paper ("share half of the stacks": a 4-stack
      student shares 2 and branches 2). ``shared`` = number of stacks shared.
-   * Any other architecture: nothing is shared, each branch is a full copy of the model.
+   * Any other architecture is refused with an error naming ``split_trunk_head``, unless ``shared=0``: nothing
+     shared, every branch a full copy of the model.
 
    The extra branches start from their own random initialisation (copies of branch 0 would receive identical
    gradients and never diverge).
@@ -61,14 +62,16 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import OrderedDict
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from posekit.methods.base import MethodOption, StepProgress, TrainContext, register_method
 from posekit.methods.supervised import Supervised
-from posekit.models.backbones.hourglass import StackedHourglass
-from posekit.models.base import CoordinateModel, SingleStageModel
+from posekit.models.backbones.hourglass import HourglassStacks, StackedHourglass
+from posekit.models.base import CoordinateModel, PoseModel, TrunkHead
 from posekit.models.heads import HeatmapHead
 from posekit.models.layers import ConvBNAct, init_weights
 
@@ -137,39 +140,27 @@ class FeatureAggregationUnit(nn.Module):
 
 
 # -- splitting a registered model into shared part + branch -------------------------------------------
-class SequentialBranch(nn.Module):
-    """Late part of a ``trunk`` + ``upsample`` + ``head`` model: z -> [head(upsample(tail(z)))]."""
+class SequentialBranch(nn.Sequential):
+    """Late part of an encoder-decoder model: z -> [decoder(tail(z))], ``tail`` the unshared trunk stages and
+    the decoder's layers under the model's own names (``upsample``, ``head``)."""
 
-    def __init__(self, tail: nn.Sequential, upsample: nn.Module, head: nn.Module):
-        super().__init__()
-        self.tail, self.upsample, self.head = tail, upsample, head
+    def __init__(self, tail: nn.Sequential, decoder: nn.Sequential):
+        super().__init__(OrderedDict([("tail", tail), *decoder.named_children()]))
 
     def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
-        return [self.head(self.upsample(self.tail(z)))]
+        return [super().forward(z)]
 
 
-class HourglassBranch(nn.Module):
+class HourglassBranch(HourglassStacks):
     """The last stacks of a :class:`StackedHourglass` (with the re-injection convs between them):
     z (the input of the first branched stack) -> every branched stack's heatmaps."""
 
-    def __init__(self, hourglasses, post, heads, merge_features, merge_heatmaps):
-        super().__init__()
-        self.hourglasses, self.post, self.heads = nn.ModuleList(hourglasses), nn.ModuleList(post), nn.ModuleList(heads)
-        self.merge_features, self.merge_heatmaps = nn.ModuleList(merge_features), nn.ModuleList(merge_heatmaps)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        stages = []
-        for s in range(len(self.hourglasses)):
-            features = self.post[s](self.hourglasses[s](x))
-            heatmaps = self.heads[s](features)
-            stages.append(heatmaps)
-            if s < len(self.hourglasses) - 1:
-                x = x + self.merge_features[s](features) + self.merge_heatmaps[s](heatmaps)
-        return stages
+    def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
+        return [heatmaps for _, heatmaps in super().forward(z)[1]]
 
 
 class WholeModelBranch(nn.Module):
-    """Fallback for architectures without a known split: the branch is the whole model (z = the image)."""
+    """Nothing shared (``shared=0`` on a model without trunk stages): the branch is the whole model, z the image."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -213,56 +204,66 @@ def _trunk_shapes(model: nn.Module, trunk: nn.Sequential) -> list[tuple[int, int
     return shapes
 
 
+def _split_hourglass(model: StackedHourglass, shared: int | None) -> Split:
+    """The paper's rule: the stem and the first half of the stacks shared."""
+    stacks = model.num_stacks
+    count = stacks // 2 if shared is None else int(shared)
+    if not 0 <= count < stacks:
+        raise ValueError(f"shared must be in [0, {stacks - 1}] stacks for a {stacks}-stack hourglass, got {shared}")
+    early = model.stacks(0, count)
+
+    def shared_forward(x):
+        model.check_input(x)
+        z, stages = early(model.stem(x))
+        return z, [heatmaps for _, heatmaps in stages]
+
+    return Split(shared_forward, HourglassBranch(model, count, stacks), model.feature_channels,
+                 f"stem + {count} of {stacks} stacks shared, {stacks - count} per branch")
+
+
+def _trunk_head(model: nn.Module) -> TrunkHead | None:
+    """The model's trunk/head split when it states one with trunk stages, else None."""
+    if not isinstance(model, PoseModel):
+        return None
+    try:
+        split = model.split_trunk_head()
+    except NotImplementedError:
+        return None
+    return split if split.stages is not None else None
+
+
 def split_model(model: nn.Module, shared: int | None = None) -> Split:
     """Divide a heatmap model into a shared part and branch 0 (see the module docstring for the rules)."""
     if isinstance(model, CoordinateModel):
         raise ValueError("OKDHP distils heatmaps: it needs the heatmap head, not a coordinate head")
     if isinstance(model, StackedHourglass):
-        stacks = model.num_stacks
-        count = stacks // 2 if shared is None else int(shared)
-        if not 0 <= count < stacks:
-            raise ValueError(f"shared must be in [0, {stacks - 1}] stacks for a {stacks}-stack hourglass, got {shared}")
+        return _split_hourglass(model, shared)
+    split = _trunk_head(model)
+    if split is None:
+        if shared == 0:
+            return Split(lambda x: (x, []), WholeModelBranch(model), 3, "nothing shared: every branch is a whole model")
+        raise ValueError(f"OKDHP shares the first trunk stages, but {type(model).__name__} states no trunk of stages "
+                         "(PoseModel.split_trunk_head); shared=0 makes every branch a whole copy of the model")
+    trunk = split.stages
+    shapes = _trunk_shapes(model, trunk)
+    if shared is None:  # share everything before the last resolution stage
+        final = shapes[-1][1:]
+        count = next(i for i, shape in enumerate(shapes) if shape[1:] == final)
+    else:
+        count = int(shared)
+    if not 0 <= count <= len(trunk):
+        raise ValueError(f"shared must be in [0, {len(trunk)}] trunk modules, got {shared}")
 
-        def shared_forward(x):
-            model.check_input(x)
-            x = model.stem(x)
-            stages = []
-            for s in range(count):
-                features = model.post[s](model.hourglasses[s](x))
-                heatmaps = model.heads[s](features)
-                stages.append(heatmaps)
-                x = x + model.merge_features[s](features) + model.merge_heatmaps[s](heatmaps)
-            return x, stages
+    head_part = nn.Sequential(*list(trunk)[:count])  # the trunk's own modules, not copies
 
-        late = range(count, stacks)
-        branch = HourglassBranch([model.hourglasses[s] for s in late], [model.post[s] for s in late],
-                                 [model.heads[s] for s in late], [model.merge_features[s] for s in late[:-1]],
-                                 [model.merge_heatmaps[s] for s in late[:-1]])
-        return Split(shared_forward, branch, model.feature_channels,
-                     f"stem + {count} of {stacks} stacks shared, {stacks - count} per branch")
-    if (isinstance(model, SingleStageModel) and isinstance(getattr(model, "trunk", None), nn.Sequential)
-            and hasattr(model, "upsample") and isinstance(getattr(model, "head", None), nn.Module)):
-        trunk = model.trunk
-        shapes = _trunk_shapes(model, trunk)
-        if shared is None:  # share everything before the last resolution stage
-            final = shapes[-1][1:]
-            count = next(i for i, shape in enumerate(shapes) if shape[1:] == final)
-        else:
-            count = int(shared)
-        if not 0 <= count <= len(trunk):
-            raise ValueError(f"shared must be in [0, {len(trunk)}] trunk modules, got {shared}")
+    def shared_forward(x):
+        model.check_input(x)
+        return head_part(x), []
 
-        head_part = nn.Sequential(*list(trunk)[:count])  # the trunk's own modules, not copies
-
-        def shared_forward(x):
-            model.check_input(x)
-            return head_part(x), []
-
-        branch = SequentialBranch(nn.Sequential(*list(trunk)[count:]), model.upsample, model.head)
-        channels = shapes[count - 1][0] if count else 3
-        return Split(shared_forward, branch, channels,
-                     f"{count} of {len(trunk)} trunk modules shared; the rest, the upsampler and the head per branch")
-    return Split(lambda x: (x, []), WholeModelBranch(model), 3, "nothing shared: every branch is a whole model")
+    branch = SequentialBranch(nn.Sequential(*list(trunk)[count:]), split.head)
+    channels = shapes[count - 1][0] if count else 3
+    return Split(shared_forward, branch, channels,
+                 f"{count} of {len(trunk)} trunk modules shared; the rest, the upsampler and the head per branch")
 
 
 def reinitialise(module: nn.Module) -> nn.Module:
@@ -283,42 +284,44 @@ class OKDHPModules(nn.Module):
         self.fau = fau
 
 
+@register_method
 class OKDHP(Supervised):
     name = "okdhp"
+    uses_head_loss = False  # the KL to the ensemble is over heatmaps: heatmap MSE on the labels
+    options = (MethodOption("branches", int, "number of branches (the ensemble's members)"),
+               MethodOption("kd-weight", float, "weight of the KL from every stage to the ensemble"))
 
-    def __init__(self, model: nn.Module, *, branches: int = 3, kd_weight: float = 2.0, ens_weight: float = 1.0,
-                 temperature: float = 1.0, rampup: float = 0.4, shared: int | None = None, fau_channels: int = 64,
-                 device="cpu", trainer=None, **_):
-        super().__init__(model)
+    def __init__(self, *, branches: int = 3, kd_weight: float = 2.0, ens_weight: float = 1.0,
+                 temperature: float = 1.0, rampup: float = 0.4, shared: int | None = None, fau_channels: int = 64):
         if int(branches) != branches or branches < 2:
             raise ValueError(f"OKDHP needs at least 2 branches, got {branches}")
         if temperature <= 0 or kd_weight < 0 or ens_weight < 0 or not 0 <= rampup <= 1:
             raise ValueError("temperature must be > 0, kd_weight and ens_weight >= 0, rampup in [0, 1]")
-        if trainer is not None and getattr(trainer, "world", 1) > 1:
-            raise ValueError("OKDHP does not support distributed training (its extra branches are not wrapped in DDP)")
         self.num_branches = int(branches)
         self.kd_weight, self.ens_weight, self.temperature, self.rampup = kd_weight, ens_weight, temperature, rampup
-        self.trainer = trainer
-        self.split = split_model(model, shared)
+        self.shared, self.fau_channels = shared, fau_channels
+
+    def bind(self, ctx: TrainContext) -> None:
+        if ctx.world_size > 1:
+            raise ValueError("OKDHP does not support distributed training (its extra branches are not wrapped in DDP)")
+        super().bind(ctx)
+        model = ctx.model
+        self.split = split_model(model, self.shared)
         extra = [reinitialise(copy.deepcopy(self.split.branch)) for _ in range(self.num_branches - 1)]
         fau = FeatureAggregationUnit(self.split.feature_channels, self.num_branches, model.num_keypoints,
-                                     channels=fau_channels)
-        self.extra = OKDHPModules(extra, fau).to(device)
-        if trainer is not None and trainer.cfg.channels_last:
+                                     channels=self.fau_channels)
+        self.extra = OKDHPModules(extra, fau).to(ctx.device)
+        if ctx.channels_last:
             self.extra = self.extra.to(memory_format=torch.channels_last)
 
     def trainable_modules(self) -> list[nn.Module]:
         return [self.model, self.extra]
 
-    def deploy_model(self) -> nn.Module:
-        """The single-branch network that checkpoints hold: shared part + branch 0, the trainer's model."""
-        return self.model
-
-    def ramp(self) -> float:
-        """r(t): 1 without a trainer or with ``rampup=0``; else the ramp-up at the trainer's current step."""
-        if self.trainer is None or self.rampup == 0:
+    def ramp(self, progress: StepProgress) -> float:
+        """r(t): 1 outside a schedule or with ``rampup=0``; else the ramp-up at this step."""
+        if progress.total_steps == 0 or self.rampup == 0:
             return 1.0
-        return rampup_weight(self.trainer.step / max(1.0, self.rampup * self.trainer.total_steps))
+        return rampup_weight(progress.step / max(1.0, self.rampup * progress.total_steps))
 
     def forward_branches(self, images: torch.Tensor
                          ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]], torch.Tensor]:
@@ -328,14 +331,14 @@ class OKDHP(Supervised):
         ensemble = self.extra.fau(z, [stages[-1] for stages in branch_stages])
         return shared_stages, branch_stages, ensemble
 
-    def training_step(self, batch: dict) -> dict:
+    def training_step(self, batch: dict, progress: StepProgress = StepProgress()) -> dict:
         shared_stages, branch_stages, ensemble = self.forward_branches(batch["image"])
         stages = shared_stages + [s for stages in branch_stages for s in stages]
         loss_gt = self.supervised_loss(stages, batch)
         loss_ens = self.supervised_loss([ensemble], batch)
         target = ensemble.detach()
         loss_kd = sum(pixelwise_kl(stage, target, batch["weights"], self.temperature) for stage in stages)
-        ramp = self.ramp()
+        ramp = self.ramp(progress)
         loss = loss_gt + self.ens_weight * loss_ens + self.kd_weight * ramp * loss_kd
         return {"loss": loss, "loss_gt": loss_gt.detach(), "loss_ens": loss_ens.detach(),
                 "loss_kd": loss_kd.detach(), "kd_ramp": ramp}

@@ -3,28 +3,28 @@
 
 The loss matches the head (see :func:`posekit.losses.build_head_loss`): heatmap MSE for the default
 ``heatmap`` head, coordinate / DSNT / RLE objectives (plus the bone loss and automatic loss weighting) for
-the others. Under the trainer, the method uses the trainer's ``head_loss``; built without a trainer it
-trains heatmaps with MSE, as it always has.
+the others -- the trainer's ``ctx.head_loss``. Methods built on this one that train heatmaps with their own
+loss (``uses_head_loss = False``) get the heatmap MSE.
 """
 from __future__ import annotations
 
 import torch
 
 from posekit.losses import HeatmapHeadLoss
+from posekit.methods.base import Method, StepProgress, TrainContext, register_method
 
 
-class Supervised:
+@register_method
+class Supervised(Method):
     """The reference training step every other method extends or replaces."""
 
     name = "supervised"
+    uses_head_loss = True
 
-    def __init__(self, model: torch.nn.Module, *, trainer=None, head_loss: torch.nn.Module | None = None, **_):
-        self.model = model
-        if head_loss is None and trainer is not None:
-            head_loss = getattr(trainer, "head_loss", None)
-        self.head_loss = head_loss if head_loss is not None else HeatmapHeadLoss()
-        # the heatmap MSE module, as methods built on this one have always found it
-        self.criterion = self.head_loss.mse if isinstance(self.head_loss, HeatmapHeadLoss) else None
+    def bind(self, ctx: TrainContext) -> None:
+        super().bind(ctx)
+        own = self.uses_head_loss and ctx.head_loss is not None
+        self.head_loss = ctx.head_loss if own else HeatmapHeadLoss()
 
     def trainable_modules(self) -> list[torch.nn.Module]:
         """The model, plus the head loss when it has parameters (RLE's flow, AWL's weights): the optimiser
@@ -40,10 +40,10 @@ class Supervised:
     def supervised_loss(self, outputs: list[torch.Tensor], batch: dict) -> torch.Tensor:
         return self.supervised_losses(outputs, batch)["loss"]
 
-    def training_step(self, batch: dict) -> dict:
+    def training_step(self, batch: dict, progress: StepProgress = StepProgress()) -> dict:
         """batch: image (N, 3, H, W) and the codec's targets (heatmaps (N, K, h, w) or coords (N, K, 2)) with
         weights (N, K) -> {'loss': tensor, ...logs}."""
-        outputs = self.model.forward_all(batch["image"])
+        outputs = self.train_model.forward_all(batch["image"])
         return self.supervised_losses(outputs, batch)
 
     def state_dict(self) -> dict:

@@ -7,7 +7,9 @@ Every model maps image crops ``x: (N, 3, H, W)`` to heatmaps ``(N, K, H/4, W/4)`
 * ``forward_features(x)`` -> ``(N, feature_channels, H/4, W/4)``, the input of the final 1x1 heatmap conv
   (a reusable trunk for other heads);
 * attributes ``num_keypoints``, ``output_stride`` (4), ``feature_channels`` and ``input_multiple``
-  (H and W must be multiples of it).
+  (H and W must be multiples of it);
+* ``split_trunk_head()`` -> :class:`TrunkHead`: how the network divides into a trunk and a head, for methods
+  that freeze, copy or share one of the parts (SFDA, OKDHP). A model that does not say raises.
 
 :class:`CoordinateModel` puts a coordinate head (see :mod:`posekit.models.heads`) on any such model's
 ``forward_features``: the same contract, except that ``forward`` returns ``(N, K, D)`` coordinates.
@@ -15,11 +17,28 @@ Every model maps image crops ``x: (N, 3, H, W)`` to heatmaps ``(N, K, H/4, W/4)`
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
 
-__all__ = ["PoseModel", "SingleStageModel", "CoordinateModel"]
+__all__ = ["PoseModel", "SingleStageModel", "EncoderDecoderModel", "CoordinateModel", "TrunkHead"]
+
+
+@dataclass(frozen=True)
+class TrunkHead:
+    """A network divided into a trunk and a head over its own layers (no copies): ``head(trunk(x)) == model(x)``.
+
+    * ``trunk``: images (N, 3, H, W) -> features (the input is checked);
+    * ``head``: the layers after the trunk, applied in order, named as the model names them;
+    * ``stages``: the trunk as a sequence of stages when it is one (an encoder to stride 32, run on checked
+      input: ``trunk(x) == stages(x)``), else None.
+    """
+    trunk: Callable[[torch.Tensor], torch.Tensor]
+    head: nn.Sequential
+    stages: nn.Sequential | None = None
 
 
 class PoseModel(nn.Module):
@@ -57,6 +76,12 @@ class PoseModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_all(x)[-1]
 
+    def split_trunk_head(self, *, final_conv: bool = False) -> TrunkHead:
+        """How the network divides into trunk and head: the architecture's own division, or with
+        ``final_conv=True`` the final 1x1 heatmap convolution as the head and ``forward_features`` as the trunk."""
+        raise NotImplementedError(f"{type(self).__name__} does not say how it splits into trunk and head "
+                                  "(PoseModel.split_trunk_head)")
+
 
 class SingleStageModel(PoseModel):
     """trunk ``forward_features`` + 1x1 ``self.head``: one supervised stage."""
@@ -68,6 +93,32 @@ class SingleStageModel(PoseModel):
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [self.forward(x)]
+
+    def split_trunk_head(self, *, final_conv: bool = False) -> TrunkHead:
+        """``forward_features`` | the 1x1 heatmap ``head`` (what a single-stage model is made of)."""
+        return TrunkHead(self.forward_features, nn.Sequential(OrderedDict(head=self.head)))
+
+
+class EncoderDecoderModel(SingleStageModel):
+    """``trunk`` (an ``nn.Sequential`` encoder to stride 32) -> ``upsample`` (decoder to stride 4) -> 1x1
+    ``head``: SimpleBaseline and RepVGG."""
+
+    trunk: nn.Sequential
+    upsample: nn.Module
+
+    def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.trunk(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.upsample(self.forward_trunk(x))
+
+    def split_trunk_head(self, *, final_conv: bool = False) -> TrunkHead:
+        """The encoder | upsampler + heatmap conv (``final_conv=True``: features | heatmap conv)."""
+        if final_conv:
+            return super().split_trunk_head(final_conv=True)
+        return TrunkHead(self.forward_trunk, nn.Sequential(OrderedDict(upsample=self.upsample, head=self.head)),
+                         self.trunk)
 
 
 class CoordinateModel(PoseModel):

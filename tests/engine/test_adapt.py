@@ -1,6 +1,6 @@
 """`posekit adapt`: a tiny source model (flat synthetic people) adapted with SFDA to textured synthetic
 people. The run folder holds the adapted inference model f_in as a plain checkpoint, resumes exactly, and
-never sees the target labels; `--method scai` is dispatched to posekit.methods.scai."""
+never sees the target labels; `--method scai` is dispatched to posekit.methods.scai.adapt."""
 import json
 import sys
 import types
@@ -11,9 +11,11 @@ import torch
 
 from posekit.cli import main
 from posekit.data.synth import generate_dataset
-from posekit.engine.adapt import adapt_config, source_settings
+from posekit.engine.adapt import source_settings
 from posekit.checkpoint import load_checkpoint
-from posekit.engine.trainer import Trainer, TrainConfig
+from posekit.engine.trainer import TrainConfig
+from posekit.methods import build_trainer
+from posekit.methods.sfda import adapt_config
 from posekit.inference.predictor import Predictor
 
 MODEL_KWARGS = {"width": 0.25, "deconv_channels": 32}
@@ -27,7 +29,7 @@ def data(tmp_path_factory):
     cfg = TrainConfig(train=f"coco:{source}", out=str(root / "source"), model="simplebaseline_r18",
                       model_kwargs=MODEL_KWARGS, input_size=(64, 64), epochs=1, batch_size=8, lr=1e-3, warmup_iters=1,
                       workers=0, seed=1, progress=False, max_iters_per_epoch=1)
-    Trainer(cfg).fit()
+    build_trainer(cfg).fit()
     return {"root": root, "source_ckpt": root / "source" / "model.pt", "target": f"coco:{target}"}
 
 
@@ -93,7 +95,7 @@ def test_adapt_resumes_exactly(data, tmp_path):
 def test_target_labels_are_withheld(data, tmp_path):
     cfg = adapt_config(data["source_ckpt"], data["target"], tmp_path / "run", epochs=1, batch_size=8, workers=0,
                        max_iters_per_epoch=1, progress=False)
-    trainer = Trainer(cfg)
+    trainer = build_trainer(cfg)
     assert all(not s.keypoints.any() for s in trainer.train_samples)
     item = trainer.dataset[0]
     assert not item["weights"].any() and not item["heatmaps"].any()
@@ -104,18 +106,23 @@ def test_incompatible_source_is_refused(data, tmp_path):
                        progress=False)
     cfg.model_kwargs = {"width": 0.5, "deconv_channels": 32}
     with pytest.raises(ValueError, match="source .* model"):
-        Trainer(cfg)
+        build_trainer(cfg)
 
 
-def test_scai_is_dispatched_to_its_module(data, tmp_path, monkeypatch):
+def test_scai_is_dispatched_to_its_module(data, tmp_path, monkeypatch, capsys):
     seen = {}
     fake = types.ModuleType("posekit.methods.scai")
-    fake.adapt_cli = lambda args: seen.setdefault("args", args) and 0
+    fake.adapt = lambda source, target, out, **options: seen.update(source=source, target=target, out=out,
+                                                                     options=options) or {}
     monkeypatch.setitem(sys.modules, "posekit.methods.scai", fake)
     argv = ["adapt", "--method", "scai", "--source", "s.pt", "--target", data["target"], "--out", str(tmp_path),
-            "--scai-kwargs", '{"chains": 6}']
+            "--scai-kwargs", '{"chains": 6, "workers": 1}', "--epochs", "3"]
     assert main(argv) == 0
-    assert seen["args"].method == "scai" and json.loads(seen["args"].scai_kwargs) == {"chains": 6}
+    assert seen["source"] == "s.pt" and seen["target"] == data["target"] and seen["out"] == str(tmp_path)
+    # --scai-kwargs as given (its workers over the flag's default 2), the shared run flags as given (None: unset)
+    assert seen["options"] == {"chains": 6, "workers": 1, "val": None, "epochs": 3, "batch_size": None, "lr": None,
+                               "seed": None}
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'scai_eval.json'}"
     monkeypatch.setitem(sys.modules, "posekit.methods.scai", None)  # the import now fails
     with pytest.raises(SystemExit, match="SCAI method .* not available"):
         main(argv)

@@ -14,7 +14,8 @@ from posekit.data.formats import load_samples
 from posekit.data.io import read_image
 from posekit.data.synth import generate_dataset
 from posekit.engine import robustness as rb
-from posekit.engine.trainer import Trainer, TrainConfig
+from posekit.engine.trainer import TrainConfig
+from posekit.methods import build_trainer
 from posekit.metrics import robustness_summary
 
 CORRUPTIONS = "gaussian_noise,pixelate"
@@ -28,7 +29,7 @@ def setup(tmp_path_factory):
     cfg = TrainConfig(train=f"coco:{ann}", out=str(root / "run"), model="simplebaseline_r18",
                       model_kwargs={"width": 0.25, "deconv_channels": 32}, input_size=(64, 64), epochs=1, batch_size=8,
                       lr=1e-3, warmup_iters=2, workers=0, seed=0, progress=False)
-    Trainer(cfg).fit()
+    build_trainer(cfg).fit()
     lsp = make_lsp_folder(root / "lsp", ann)
     return root, ann, lsp, root / "run" / "model.pt"
 

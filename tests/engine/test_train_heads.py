@@ -9,7 +9,8 @@ import torch
 from posekit.codecs import HeatmapCodec, IntegralCodec, RegressionCodec
 from posekit.data.formats import load_samples
 from posekit.checkpoint import load_checkpoint
-from posekit.engine.trainer import Trainer, TrainConfig
+from posekit.engine.trainer import TrainConfig
+from posekit.methods import build_trainer as Trainer
 from posekit.inference.predictor import Predictor
 from posekit.losses import AutomaticWeightedLoss, RLELoss
 from posekit.models.base import CoordinateModel

@@ -5,7 +5,8 @@ import torch
 
 from posekit.cli import main as cli_main
 from posekit.checkpoint import load_checkpoint
-from posekit.engine.trainer import Trainer, TrainConfig
+from posekit.engine.trainer import TrainConfig
+from posekit.methods import build_trainer
 from posekit.inference.predictor import Predictor
 from posekit.methods.adabn import adapt_batchnorm, adapt_batchnorm_checkpoint
 
@@ -37,7 +38,7 @@ def test_no_batchnorm_or_no_images_is_an_error():
 @pytest.fixture(scope="module")
 def source(tmp_path_factory, tiny_data):
     out = tmp_path_factory.mktemp("source")
-    Trainer(TrainConfig(train=f"coco:{tiny_data}", out=str(out), model="simplebaseline_r18",
+    build_trainer(TrainConfig(train=f"coco:{tiny_data}", out=str(out), model="simplebaseline_r18",
                         model_kwargs={"width": 0.25, "deconv_channels": 32}, input_size=(64, 64), epochs=1,
                         batch_size=8, workers=0, progress=False, max_iters_per_epoch=1)).fit()
     return out / "model.pt"

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from posekit.engine.trainer import Trainer, TrainConfig
-from posekit.methods import build_method
+from posekit.engine.trainer import TrainConfig
+from posekit.methods import build_method, build_trainer
 from posekit.methods.advmix import AdvMix, MixingUNet, augment_copy, from_uint8, mix, to_uint8
 from posekit.models import build_model
 
@@ -34,7 +34,7 @@ def fake_batch(n=4, seed=0):
 
 
 def test_mixing_weights_are_a_per_pixel_softmax():
-    method = AdvMix(tiny_model())
+    method = AdvMix().bind_model(tiny_model())
     with torch.no_grad():  # a non-trivial generator: random head instead of the zero init
         torch.manual_seed(1)
         method.generator.head.weight.normal_(0, 1.0)
@@ -49,7 +49,7 @@ def test_mixing_weights_are_a_per_pixel_softmax():
 
 
 def test_initial_mix_is_uniform():
-    method = AdvMix(tiny_model())
+    method = AdvMix().bind_model(tiny_model())
     weights = method.mixing_weights(method.stack(fake_batch()))
     assert torch.allclose(weights, torch.full_like(weights, 1 / 3))
 
@@ -60,7 +60,7 @@ def test_all_weight_on_the_clean_image_gives_the_clean_image():
     one_hot[:, 0] = 1
     assert torch.equal(mix(stack, one_hot), stack[:, 0])
     # through the generator: a head biased hard to the clean image
-    method = AdvMix(tiny_model())
+    method = AdvMix().bind_model(tiny_model())
     with torch.no_grad():
         method.generator.head.bias.copy_(torch.tensor([60.0, -60.0, -60.0]))
     batch = fake_batch(2)
@@ -76,7 +76,7 @@ def test_mix_is_pixelwise_convex():
 
 
 def test_augmented_copies_are_deterministic_photometric_and_keep_shape():
-    method = AdvMix(tiny_model(), seed=5)
+    method = AdvMix(seed=5).bind_model(tiny_model())
     batch = fake_batch(3)
     a = method.augmented_copies(batch["image"], batch["index"])
     b = method.augmented_copies(batch["image"], batch["index"])
@@ -100,7 +100,7 @@ def test_augment_copy_with_gridmask_always():
 
 def test_generator_step_increases_the_pose_loss():
     """L_G = -L_D: one generator step on a fixed batch makes the pose loss on that batch larger."""
-    method = AdvMix(tiny_model(), generator_lr=0.05)
+    method = AdvMix(generator_lr=0.05).bind_model(tiny_model())
     method.model.train()
     batch = fake_batch(4)
     stack = method.stack(batch)
@@ -123,8 +123,8 @@ def test_generator_step_increases_the_pose_loss():
 
 def test_teacher_loss_mixes_labels_and_teacher(tmp_path, tiny_data):
     teacher_dir = tmp_path / "teacher"
-    Trainer(config(teacher_dir, tiny_data, epochs=1)).fit()
-    method = AdvMix(tiny_model(), teacher=str(teacher_dir / "model.pt"), alpha=0.25)
+    build_trainer(config(teacher_dir, tiny_data, epochs=1)).fit()
+    method = AdvMix(teacher=str(teacher_dir / "model.pt"), alpha=0.25).bind_model(tiny_model())
     batch = fake_batch(2)
     teacher = method.teacher_heatmaps(batch["image"])
     loss, parts = method.pose_loss(method.model, batch["image"], batch, teacher)
@@ -133,9 +133,9 @@ def test_teacher_loss_mixes_labels_and_teacher(tmp_path, tiny_data):
 
 
 def test_method_is_registered():
-    assert isinstance(build_method("advmix", tiny_model()), AdvMix)
+    assert isinstance(build_method("advmix").bind_model(tiny_model()), AdvMix)
     with pytest.raises(ValueError, match="alpha"):
-        AdvMix(tiny_model(), alpha=1.5)
+        AdvMix(alpha=1.5)
 
 
 def test_unet_handles_odd_sizes():
@@ -147,18 +147,18 @@ def test_unet_handles_odd_sizes():
 def test_trainer_runs_advmix_and_resumes_exactly(tmp_path, tiny_data, with_teacher):
     kwargs = {}
     if with_teacher:
-        Trainer(config(tmp_path / "teacher", tiny_data, epochs=1, seed=11)).fit()
+        build_trainer(config(tmp_path / "teacher", tiny_data, epochs=1, seed=11)).fit()
         kwargs = {"teacher": str(tmp_path / "teacher" / "model.pt"), "alpha": 0.1}
     method_kwargs = {**kwargs, "generator_width": 8}
 
-    straight = Trainer(config(tmp_path / "a", tiny_data, method="advmix", method_kwargs=method_kwargs))
+    straight = build_trainer(config(tmp_path / "a", tiny_data, method="advmix", method_kwargs=method_kwargs))
     result = straight.fit()
     assert np.isfinite(result["loss"]) and "loss_adv" in result and ("loss_kd" in result) == with_teacher
     assert straight.method.iteration == 2
 
-    first = Trainer(config(tmp_path / "b", tiny_data, method="advmix", method_kwargs=method_kwargs, epochs=1))
+    first = build_trainer(config(tmp_path / "b", tiny_data, method="advmix", method_kwargs=method_kwargs, epochs=1))
     first.fit()
-    resumed = Trainer(config(tmp_path / "b", tiny_data, method="advmix", method_kwargs=method_kwargs, epochs=2),
+    resumed = build_trainer(config(tmp_path / "b", tiny_data, method="advmix", method_kwargs=method_kwargs, epochs=2),
                       resume=True)
     assert resumed.epoch == 1 and resumed.method.iteration == 1
     for (name, a), b in zip(first.method.generator.state_dict().items(), resumed.method.generator.state_dict().values()):

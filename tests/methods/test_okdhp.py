@@ -10,9 +10,9 @@ import torch
 
 from posekit.cli import main as cli_main
 from posekit.checkpoint import load_checkpoint
-from posekit.engine.trainer import Trainer, TrainConfig
+from posekit.engine.trainer import TrainConfig
 from posekit.inference.predictor import Predictor
-from posekit.methods import METHODS, build_method
+from posekit.methods import METHODS, build_method, build_trainer
 from posekit.methods.okdhp import (OKDHP, FeatureAggregationUnit, aggregate, pixelwise_kl, rampup_weight,
                                    split_model)
 from posekit.models import build_model
@@ -84,7 +84,7 @@ def test_the_ensemble_of_identical_branches_is_that_branch():
 
 
 def test_identical_branches_give_zero_distillation_in_a_training_step():
-    method = OKDHP(student(), branches=3)
+    method = OKDHP(branches=3).bind_model(student())
     for branch in method.extra.branches:  # make every branch a copy of branch 0
         branch.load_state_dict(method.split.branch.state_dict())
     with torch.no_grad():
@@ -110,7 +110,7 @@ def test_rampup_is_the_official_sigmoid():
 ])
 def test_shared_part_plus_branch_zero_is_the_plain_model(name, kwargs, shared_stages):
     model = student(name, kwargs).eval()
-    method = OKDHP(model, branches=2)
+    method = OKDHP(branches=2).bind_model(model)
     method.extra.eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -132,7 +132,7 @@ def test_shared_part_plus_branch_zero_is_the_plain_model(name, kwargs, shared_st
     assert not model_ptrs & {p.data_ptr() for p in method.extra.parameters()}
 
 
-def test_split_options_and_fallback():
+def test_split_options_and_models_that_state_no_trunk():
     model = student()
     whole_trunk = split_model(model, shared=len(model.trunk))
     assert len(whole_trunk.branch.tail) == 0  # the MobilePose variant: one decoder per branch
@@ -140,9 +140,9 @@ def test_split_options_and_fallback():
     with pytest.raises(ValueError, match="shared"):
         split_model(model, shared=99)
     with pytest.raises(ValueError, match="branches"):
-        OKDHP(model, branches=1)
+        OKDHP(branches=1)
 
-    class Opaque(torch.nn.Module):  # an architecture OKDHP knows nothing about: whole-model branches
+    class Opaque(torch.nn.Module):  # an architecture that does not say how it splits into trunk and head
         num_keypoints = 14
 
         def __init__(self):
@@ -152,7 +152,9 @@ def test_split_options_and_fallback():
         def forward_all(self, x):
             return [self.conv(x)]
 
-    method = OKDHP(Opaque(), branches=2)
+    with pytest.raises(ValueError, match=r"Opaque states no trunk of stages \(PoseModel.split_trunk_head\)"):
+        OKDHP(branches=2).bind_model(Opaque())  # a clear error, not a silent "nothing shared"
+    method = OKDHP(branches=2, shared=0).bind_model(Opaque())  # asked for: whole-model branches
     assert "nothing shared" in method.split.description
     out = method.training_step(fake_batch())
     assert torch.isfinite(out["loss"])
@@ -160,7 +162,7 @@ def test_split_options_and_fallback():
 
 # -- training --------------------------------------------------------------------------------------
 def test_two_iterations_write_a_plain_single_branch_model(tmp_path, tiny_data):
-    trainer = Trainer(config(tmp_path, tiny_data, val=f"coco:{tiny_data}",
+    trainer = build_trainer(config(tmp_path, tiny_data, val=f"coco:{tiny_data}",
                              method_kwargs={"branches": 3, "kd_weight": 2.0, "temperature": 1.0}))
     assert isinstance(trainer.method, OKDHP) and trainer.method.deploy_model() is trainer.model
     extra_before = {k: v.clone() for k, v in trainer.method.extra.state_dict().items()}
@@ -185,11 +187,11 @@ def test_two_iterations_write_a_plain_single_branch_model(tmp_path, tiny_data):
 
 
 def test_resume_is_exact(tmp_path, tiny_data):
-    straight = Trainer(config(tmp_path / "a", tiny_data, method_kwargs={"branches": 2}))
+    straight = build_trainer(config(tmp_path / "a", tiny_data, method_kwargs={"branches": 2}))
     straight.fit()
-    first = Trainer(config(tmp_path / "b", tiny_data, method_kwargs={"branches": 2}, epochs=1))
+    first = build_trainer(config(tmp_path / "b", tiny_data, method_kwargs={"branches": 2}, epochs=1))
     first.fit()
-    resumed = Trainer(config(tmp_path / "b", tiny_data, method_kwargs={"branches": 2}), resume=True)
+    resumed = build_trainer(config(tmp_path / "b", tiny_data, method_kwargs={"branches": 2}), resume=True)
     assert resumed.epoch == 1
     resumed.fit()
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
@@ -215,5 +217,7 @@ def test_posekit_train_method_okdhp(tmp_path, tiny_data, capsys):
 
 
 def test_registered():
-    assert METHODS["okdhp"] == "posekit.methods.okdhp:OKDHP"
-    assert isinstance(build_method("okdhp", student(), branches=2), OKDHP)
+    assert METHODS.get("okdhp") is OKDHP
+    method = build_method("okdhp", branches=2)
+    assert isinstance(method, OKDHP) and method.num_branches == 2
+    assert isinstance(method.bind_model(student()), OKDHP) and len(method.extra.branches) == 1

@@ -1,6 +1,5 @@
 """SCAI: the six chains, the referee's fitness error, test-time training, the corrector as a drop-in Predictor,
 training on labels, checkpoints, the CLI options and `adapt_cli`."""
-import argparse
 import json
 from collections import deque
 
@@ -13,7 +12,8 @@ from posekit.data.io import read_image
 from posekit.data.synth import generate_dataset
 from posekit.checkpoint import load_checkpoint
 from posekit.engine.evaluate import evaluate_samples
-from posekit.engine.trainer import Trainer, TrainConfig
+from posekit.engine.trainer import TrainConfig
+from posekit.methods import build_trainer
 from posekit.inference.predictor import Predictor
 from posekit.methods import scai
 from posekit.methods.scai import (SCAICorrector, SCAINets, TestTimeTrainer, gather_chains, load_scai,
@@ -169,7 +169,7 @@ def tiny(tmp_path_factory):
     cfg = TrainConfig(train=f"coco:{ann}", val=None, out=str(root / "pose"), model="simplebaseline_r18",
                       model_kwargs={"width": 0.25, "deconv_channels": 32}, input_size=(64, 64), epochs=1,
                       batch_size=8, lr=1e-3, warmup_iters=2, workers=0, seed=3, progress=False, max_iters_per_epoch=2)
-    Trainer(cfg).fit()
+    build_trainer(cfg).fit()
     pose = root / "pose" / "model.pt"
     ckpt = train_scai(pose, f"coco:{ann}", root / "scai", epochs=1, batch_size=8, max_iters=2, width=8,
                       tta_steps=2, tta_lr=1e-3)
@@ -218,16 +218,46 @@ def test_zero_offset_correction_leaves_keypoints_unchanged(tiny):
     np.testing.assert_array_equal(predictions(corrector, samples), predictions(predictor, samples))
 
 
+def scored(predictions_, samples):
+    """The PCK family of (N, K, 3) predictions against the samples' labels, computed here by hand."""
+    from posekit.metrics import evaluate_keypoints
+    gt = np.stack([s.keypoints for s in samples]).astype(np.float32)
+    boxes = np.stack([s.box for s in samples]).astype(np.float32)
+    return evaluate_keypoints(predictions_[:, :, :2], gt, boxes, SKELETONS["lsp"])
+
+
 def test_corrector_works_with_evaluation_and_corrupted_images(tiny):
-    from posekit.engine.robustness import evaluate_condition
+    from posekit.data.corruptions import corrupt
+    from posekit.engine.robustness import evaluate_condition, image_indices, image_seed
     samples = load_samples(tiny["spec"])
     corrector = SCAICorrector.from_checkpoint(tiny["scai"], mode="tta")
     metrics = evaluate_samples(corrector, samples)
-    assert metrics["n_evaluated"] == len(samples) and 0 <= metrics["pck@0.2_torso"] <= 1
+    corrector.reset()  # the same test-time training again, from the trained C
+    expected = scored(predictions(corrector, samples), samples)
+    assert metrics["n_evaluated"] == len(samples)
+    for key in ("pck@0.2_torso", "pck@0.05_box", "auc_torso"):
+        assert metrics[key] == expected[key], key
+    # corrupted images: the corrector adapts on what a hand-made corrupting reader gives it
+    corrector.reset()
     corrupted = evaluate_condition(corrector, samples, None, "gaussian_noise", 3, seed=0)
-    assert 0 <= corrupted["pck@0.2_torso"] <= 1
+    corrector.reset()
+    index = image_indices(samples)
+
+    def read(sample):
+        image = read_image(sample.image_path)
+        return corrupt(image, "gaussian_noise", 3, image_seed(0, index[sample.image_path], "gaussian_noise", 3))
+
+    by_hand = scored(np.stack([k for _, k in corrector.predict_samples(samples, read=read)]), samples)
+    assert corrupted["pck@0.2_torso"] == by_hand["pck@0.2_torso"] != metrics["pck@0.2_torso"]
+    # per mode: "none" is the pose model itself; the distal PCK is the count-weighted mean over the distal joints
     results = scai.evaluate_modes(corrector, samples, modes=("none", "correct"))
-    assert set(results) == {"none", "correct"} and "distal_pck@0.2_torso" in results["correct"]
+    assert set(results) == {"none", "correct"}
+    plain = evaluate_samples(Predictor.load(tiny["pose"]), samples)
+    assert results["none"]["pck@0.2_torso"] == plain["pck@0.2_torso"]
+    per_joint = results["correct"]["per_joint"]
+    distal = [per_joint[SKELETONS["lsp"].keypoints[j]] for j in scai.distal_joints(corrector.chains)]
+    weighted = sum(r["pck@0.2_torso"] * r["n_torso"] for r in distal) / sum(r["n_torso"] for r in distal)
+    assert results["correct"]["distal_pck@0.2_torso"] == pytest.approx(weighted, abs=1e-12)
 
 
 def test_checkpoint_round_trip_and_resume(tiny):
@@ -269,7 +299,13 @@ def test_cli_eval_and_predict_with_scai(tiny, capsys):
     out = tiny["root"] / "metrics.json"
     assert main(["eval", "--checkpoint", str(tiny["pose"]), "--data", tiny["spec"], "--scai", str(tiny["scai"]),
                  "--tta", "scai", "--tta-steps", "1", "--tta-lr", "1e-4", "--out", str(out)]) == 0
-    assert 0 <= json.loads(out.read_text())["pck@0.2_torso"] <= 1
+    # the same test-time training in Python: the same numbers
+    from posekit.engine.evaluate import evaluate
+    library = evaluate(SCAICorrector.from_checkpoint(tiny["scai"], pose_checkpoint=tiny["pose"], mode="tta",
+                                                     tta_steps=1, tta_lr=1e-4), tiny["spec"])
+    cli = json.loads(out.read_text())
+    for key in ("pck@0.2_torso", "pck@0.05_box", "AP"):
+        assert cli[key] == library[key], key
     preds = tiny["root"] / "preds.json"
     assert main(["predict", "--checkpoint", str(tiny["pose"]), "--data", tiny["spec"], "--scai", str(tiny["scai"]),
                  "--out", str(preds)]) == 0
@@ -279,25 +315,24 @@ def test_cli_eval_and_predict_with_scai(tiny, capsys):
     assert "needs --scai" in capsys.readouterr().err
 
 
-def adapt_args(tiny, out, target, **kw):
-    base = dict(source=str(tiny["pose"]), target=target, out=str(out), val=tiny["spec"], epochs=1, seed=0,
-                batch_size=8, lr=None, scai_kwargs=json.dumps({"max_iters": 1, "width": 8, "limit": 8,
-                                                               "tta_steps": 1}))
-    return argparse.Namespace(**(base | kw))
+def adapt_run(tiny, out, target, **options):
+    return scai.adapt(tiny["pose"], target, out, val=tiny["spec"], epochs=1, seed=0, batch_size=8, lr=None,
+                      **({"max_iters": 1, "width": 8, "limit": 8, "tta_steps": 1} | options))
 
 
-def test_adapt_cli_labeled_and_unlabeled_targets(tiny, capsys):
+def test_adapt_labeled_and_unlabeled_targets(tiny):
     out = tiny["root"] / "adapt_labeled"
-    assert scai.adapt_cli(adapt_args(tiny, out, tiny["spec"])) == 0
+    returned = adapt_run(tiny, out, tiny["spec"])
     report = json.loads((out / "scai_eval.json").read_text())
+    assert json.dumps(returned, default=float, sort_keys=True) == json.dumps(report, sort_keys=True)  # as written
     assert report["target_labeled"] and report["trained_on"] == tiny["spec"]
     assert set(report["results"]) == {"none", "correct", "tta"}
     assert (out / "scai.pt").exists() and not (out / "scai_adapted.pt").exists()
-    assert "| tta |" in capsys.readouterr().out
+    assert "| tta |" in scai.format_results(report["results"])
     # unlabeled target: the nets learn from the pose model's own training data, then C adapts to the target
     folder = f"folder:{tiny['ann'].parent / 'images'}"
     out = tiny["root"] / "adapt_unlabeled"
-    assert scai.adapt_cli(adapt_args(tiny, out, folder)) == 0
+    adapt_run(tiny, out, folder)
     report = json.loads((out / "scai_eval.json").read_text())
     assert not report["target_labeled"] and report["trained_on"] == tiny["spec"]
     assert report["adapted"]["batches"] >= 1 and "adapted" in report["results"]
@@ -306,10 +341,10 @@ def test_adapt_cli_labeled_and_unlabeled_targets(tiny, capsys):
     assert config["adapted"]["target"] == folder
     assert not torch.equal(adapted.correction.head.weight, trained.correction.head.weight)
     with pytest.raises(ValueError, match="unknown SCAI options"):
-        scai.adapt_cli(adapt_args(tiny, out, folder, scai_kwargs='{"colour": 1}'))
+        adapt_run(tiny, out, folder, colour=1)
 
 
-def test_posekit_adapt_method_scai_calls_adapt_cli(tiny):
+def test_posekit_adapt_method_scai_runs_adapt(tiny, capsys):
     from posekit.cli import main
     out = tiny["root"] / "adapt_cli"
     assert main(["adapt", "--method", "scai", "--source", str(tiny["pose"]), "--target", tiny["spec"],
@@ -318,3 +353,24 @@ def test_posekit_adapt_method_scai_calls_adapt_cli(tiny):
     report = json.loads((out / "scai_eval.json").read_text())
     assert set(report["results"]) == {"none", "correct"}
     assert load_scai(out / "scai.pt")[1]["train"]["max_iters"] == 1
+    printed = capsys.readouterr().out
+    assert scai.format_results(report["results"]) in printed and f"wrote {out / 'scai_eval.json'}" in printed
+
+
+def test_codec_soft_argmax_is_scai_s_and_the_codec_gaussians_differ_by_rounding():
+    """SCAI reads the referee with the codecs' flat softmax + DSNT (bit for bit what it computed itself); its
+    differentiable float32 Gaussians stay its own: the codecs' render_gaussians (float64 numpy, no gradient)
+    agrees only to float32 rounding."""
+    from posekit.codecs import render_gaussians
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(12, 1, 16, 12, generator=g) * 3
+    coords, prob = scai.soft_argmax(logits)
+    reference = torch.softmax(logits.reshape(12, -1), dim=1).reshape(12, 1, 16, 12)  # SCAI's own formula
+    xs, ys = torch.arange(12.0), torch.arange(16.0)
+    assert torch.equal(prob, reference)
+    assert torch.equal(coords, torch.stack([(reference.sum(dim=2)[:, 0] * xs).sum(dim=1),
+                                            (reference.sum(dim=3)[:, 0] * ys).sum(dim=1)], dim=1))
+    centres = torch.rand(20, 2, generator=g) * 15
+    ours = render_gaussian(centres, (16, 16), 2.0)[:, 0]
+    theirs = torch.from_numpy(np.stack([render_gaussians(c[None].numpy(), (16, 16), 2.0)[0] for c in centres]))
+    assert torch.allclose(ours, theirs, atol=1e-7) and not torch.equal(ours, theirs)

@@ -1,21 +1,19 @@
-"""SFDA (Peng et al., ICCV 2023): the loss functions by hand, the second view's geometry, the G/F split and
-one adaptation iteration's bookkeeping (what each step may and may not change)."""
+"""SFDA (Peng et al., ICCV 2023): the loss functions by hand, the G/F split and one adaptation iteration's
+bookkeeping (what each step may and may not change). The second view's geometry and the EMA are tested with
+posekit.training (tests/training)."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from posekit.codecs import HeatmapCodec
-from posekit.data.transforms import affine_points
 from posekit.methods import build_method
-from posekit.methods.sfda import (SFDA, consistency_loss, ema_update, extract_features, finetune_loss,
-                                  information_maximization_loss, joint_similarity, map_to_reference,
-                                  pose_contrastive_loss, project_heatmaps, regress, regressor_modules,
-                                  residual_kl_loss, resolve_regressor, sample_view_transforms, spatial_probabilities,
-                                  warp)
+from posekit.methods.sfda import (SFDA, consistency_loss, finetune_loss, information_maximization_loss,
+                                  joint_similarity, pose_contrastive_loss, project_heatmaps, regressor_split,
+                                  residual_kl_loss, resolve_regressor, spatial_probabilities)
 from posekit.models import build_model
 from posekit.skeletons import get_skeleton
+from posekit.training.context import StepProgress
 
 
 def one_hot_maps(n, k, h, w, positions):
@@ -150,7 +148,7 @@ def test_information_maximization_by_hand():
         information_maximization_loss(torch.ones(2, 3, length))
 
 
-# -- consistency and EMA ---------------------------------------------------------------------------
+# -- consistency ---------------------------------------------------------------------------
 def test_consistency_loss_counts_only_valid_pixels():
     reference = torch.zeros(1, 2, 2, 2)
     other = torch.ones(1, 2, 2, 2)
@@ -162,64 +160,6 @@ def test_consistency_loss_counts_only_valid_pixels():
     assert consistency_loss(reference, other, torch.zeros(1, 1, 2, 2)).item() == 0.0
     with pytest.raises(ValueError, match="valid"):
         consistency_loss(reference, other, torch.ones(1, 3, 2, 2))
-
-
-def test_ema_update_by_hand():
-    teacher, student = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1)), \
-        torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
-    with torch.no_grad():
-        teacher[0].weight.copy_(torch.tensor([[1.0, 2.0]]))
-        teacher[0].bias.fill_(0.0)
-        student[0].weight.copy_(torch.tensor([[3.0, -2.0]]))
-        student[0].bias.fill_(10.0)
-        student[1].running_mean.fill_(4.0)
-        student[1].num_batches_tracked.fill_(7)
-    ema_update(teacher, student, 0.75)
-    assert torch.allclose(teacher[0].weight, torch.tensor([[0.75 * 1 + 0.25 * 3, 0.75 * 2 + 0.25 * -2]]))
-    assert teacher[0].bias.item() == pytest.approx(2.5)
-    assert teacher[1].running_mean.item() == pytest.approx(1.0)  # 0.75 * 0 + 0.25 * 4
-    assert teacher[1].num_batches_tracked.item() == 7  # integer buffers are copied
-    assert student[0].bias.item() == 10.0  # the student is untouched
-    with pytest.raises(ValueError, match="decay"):
-        ema_update(teacher, student, 1.5)
-
-
-# -- second view geometry --------------------------------------------------------------------------
-def test_warp_moves_a_dot_where_the_matrix_says():
-    rng = np.random.default_rng(3)
-    matrices, flipped = sample_view_transforms(rng, 3, (32, 32), rotation=30, scale=0.2, shift=0.05, flip_prob=0.5)
-    images = torch.zeros(3, 1, 32, 32)
-    dot = np.array([13.0, 19.0])
-    images[:, 0, 19, 13] = 1.0
-    inverse = torch.from_numpy(np.stack([np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2] for m in matrices]))
-    view, valid = warp(images, inverse, (32, 32))
-    for i in range(3):
-        expected = affine_points(dot, matrices[i])
-        y, x = np.unravel_index(int(view[i, 0].argmax()), (32, 32))
-        assert np.hypot(x - expected[0], y - expected[1]) <= 1.0
-    assert valid.dtype == torch.bool and valid.shape == (3, 1, 32, 32)
-
-
-@pytest.mark.parametrize("unbiased", [False, True])
-def test_map_to_reference_undoes_the_second_view(unbiased):
-    codec = HeatmapCodec(input_size=(64, 64), sigma=1.5, unbiased=unbiased)
-    flip_index = get_skeleton("lsp").flip_index
-    rng = np.random.default_rng(0)
-    matrices, flipped = sample_view_transforms(rng, 6, (64, 64), rotation=30, scale=0.25, shift=0.05, flip_prob=0.5)
-    assert flipped.any() and not flipped.all()
-    keypoints = rng.uniform(20, 44, size=(6, 14, 2))
-    second = []
-    for i in range(6):
-        moved = affine_points(keypoints[i], matrices[i])
-        second.append(codec.encode(moved[flip_index] if flipped[i] else moved, np.ones(14))["heatmaps"])
-    scale = (15 / 63, 15 / 63) if unbiased else (16 / 64, 16 / 64)
-    back, valid = map_to_reference(torch.from_numpy(np.stack(second)), matrices, flipped, flip_index, scale)
-    coords, _ = codec.decode(back.numpy())
-    # input pixels (heatmap stride 4); the biased codec rounds its Gaussians' centres to whole heatmap pixels
-    assert np.abs(coords - keypoints).max() < (1.0 if unbiased else 4.0)
-    assert valid[:, :, 8, 8].all()  # the centre is seen by every view
-    with pytest.raises(ValueError, match="permutation"):
-        map_to_reference(back, matrices, flipped, [0] * 14, scale)
 
 
 # -- model split and the method --------------------------------------------------------------------
@@ -235,9 +175,12 @@ def tiny_model(name="simplebaseline_r18", **kw):
 def test_features_then_regressor_is_the_model(name, kw, regressor):
     model = tiny_model(name, **kw).eval()
     x = torch.randn(2, 3, 64, 64)
+    split = regressor_split(model, regressor)
     with torch.no_grad():
-        assert torch.allclose(regress(model, extract_features(model, x, regressor), regressor), model(x), atol=1e-6)
+        assert torch.allclose(split.head(split.trunk(x)), model(x), atol=1e-6)
     assert resolve_regressor(model) == ("upsample_head" if name.startswith("simplebaseline") else "head")
+    head = [type(m).__name__ for m in split.head]
+    assert head == (["DeconvUpsampler", "HeatmapHead"] if regressor == "upsample_head" else ["HeatmapHead"])
 
 
 def test_regressor_split_is_validated():
@@ -245,6 +188,8 @@ def test_regressor_split_is_validated():
         resolve_regressor(tiny_model("lite_hourglass_2x32", depth=2), "upsample_head")
     with pytest.raises(ValueError, match="regressor must be"):
         resolve_regressor(tiny_model(), "neck")
+    with pytest.raises(ValueError, match="not a posekit PoseModel"):
+        resolve_regressor(torch.nn.Conv2d(3, 14, 1))
 
 
 def batch(n=4, seed=0):
@@ -253,7 +198,7 @@ def batch(n=4, seed=0):
 
 
 def split_states(model, regressor):
-    head = {id(p) for m in regressor_modules(model, regressor) for p in m.parameters()}
+    head = {id(p) for p in regressor_split(model, regressor).head.parameters()}
     named = list(model.named_parameters())
     return ({n: p.detach().clone() for n, p in named if id(p) not in head},
             {n: p.detach().clone() for n, p in named if id(p) in head})
@@ -265,7 +210,7 @@ def changed(before, model):
 
 
 def test_step_a_trains_only_the_source_regressor_and_the_intermediate_features():
-    method = SFDA(tiny_model(), flip_index=get_skeleton("lsp").flip_index, lr=1e-3)
+    method = SFDA(flip_index=get_skeleton("lsp").flip_index, lr=1e-3).bind_model(tiny_model())
     assert method.regressor == "upsample_head"
     sr_g, sr_f = split_states(method.source_model, method.regressor)
     in_g, in_f = split_states(method.model, method.regressor)
@@ -282,7 +227,7 @@ def test_step_a_trains_only_the_source_regressor_and_the_intermediate_features()
 
 
 def test_training_step_and_ema():
-    method = SFDA(tiny_model(), flip_index=get_skeleton("lsp").flip_index, lr=1e-3, ema=0.5)
+    method = SFDA(flip_index=get_skeleton("lsp").flip_index, lr=1e-3, ema=0.5).bind_model(tiny_model())
     out = method.training_step(batch())
     assert set(out) == {"loss", "loss_ft", "loss_res", "loss_con", "loss_cst", "loss_im"}
     assert torch.isfinite(out["loss"]) and out["loss"].requires_grad
@@ -302,24 +247,44 @@ def test_training_step_and_ema():
 
 
 def test_zero_weights_skip_terms_and_all_zero_is_refused():
-    method = SFDA(tiny_model(), alpha=0.0, beta=0.0, gamma=0.0, finetune_weight=0.0)
+    method = SFDA(alpha=0.0, beta=0.0, gamma=0.0, finetune_weight=0.0).bind_model(tiny_model())
     out = method.training_step(batch())
     assert out["loss_res"] == 0 and out["loss_cst"] == 0 and out["loss_im"] == 0 and out["loss_ft"] == 0
     assert out["loss"] == out["loss_con"]
     with pytest.raises(ValueError, match="learn nothing"):
-        SFDA(tiny_model(), contrast_weight=0.0, beta=0.0, gamma=0.0)
+        SFDA(contrast_weight=0.0, beta=0.0, gamma=0.0)
     with pytest.raises(ValueError, match="alpha"):
-        SFDA(tiny_model(), alpha=-1.0)
+        SFDA(alpha=-1.0)
     with pytest.raises(TypeError):
-        SFDA(tiny_model(), alhpa=0.5)  # typos are errors, not silently ignored
+        SFDA(alhpa=0.5)  # typos are errors, not silently ignored
 
 
 def test_state_dict_round_trip_and_registry():
-    a = SFDA(tiny_model(), lr=1e-3)
+    a = SFDA(lr=1e-3).bind_model(tiny_model())
     a.training_step(batch())
-    b = build_method("sfda", tiny_model(), lr=1e-3)
+    b = build_method("sfda", lr=1e-3).bind_model(tiny_model())
     b.load_state_dict(a.state_dict())
     assert b.iteration == a.iteration == 1
     for x, y in zip(a.source_model.state_dict().values(), b.source_model.state_dict().values()):
         assert torch.equal(x, y)
     assert a.source_optimizer.state_dict()["state"].keys() == b.source_optimizer.state_dict()["state"].keys()
+
+
+def test_step_a_follows_the_trainers_schedule_and_refuses_a_non_finite_step():
+    method = SFDA(lr=1e-3).bind_model(tiny_model(), options={"nan_policy": "skip"})
+    method.source_protection_step(batch()["image"], StepProgress(step=3, total_steps=10, lr_factor=0.25))
+    assert method.source_optimizer.param_groups[0]["lr"] == 0.25 * 1e-3
+    assert method.intermediate_optimizer.param_groups[0]["lr"] == 0.25 * 1e-4  # ten times smaller
+    before = {k: v.clone() for k, v in method.model.state_dict().items()}
+    source = {k: v.clone() for k, v in method.source_model.state_dict().items()}
+    poisoned = batch()["image"].clone()
+    poisoned[0, 0, 5, 5] = float("nan")
+    logs = method.source_protection_step(poisoned)
+    assert method.skipped_source_steps == 1 and not torch.isfinite(logs["loss_ft"])
+    for name, value in method.model.state_dict().items():  # weights and BatchNorm statistics, bit for bit
+        assert torch.equal(value, before[name]), name
+    for name, value in method.source_model.state_dict().items():
+        assert torch.equal(value, source[name]), name
+    strict = SFDA(lr=1e-3).bind_model(tiny_model())  # outside a trainer: nan_policy "raise"
+    with pytest.raises(FloatingPointError, match="non-finite loss at sfda step A, iteration 0"):
+        strict.source_protection_step(poisoned)

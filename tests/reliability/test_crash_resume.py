@@ -15,7 +15,8 @@ import torch
 from posekit.data.synth import generate_dataset
 from posekit import checkpoint as checkpoint_module
 from posekit.checkpoint import load_checkpoint
-from posekit.engine.trainer import TrainConfig, Trainer
+from posekit.engine.trainer import TrainConfig
+from posekit.methods import build_trainer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_MODEL = {"width": 0.25, "deconv_channels": 32}
@@ -118,19 +119,19 @@ def die_during_nth_save(monkeypatch, n: int) -> list[int]:
 
 
 def test_killed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, tiny_data, monkeypatch):
-    reference = Trainer(config(tmp_path / "straight", tiny_data))
+    reference = build_trainer(config(tmp_path / "straight", tiny_data))
     reference.fit()
 
     out = tmp_path / "crashed"
     die_during_nth_save(monkeypatch, 2)  # save 1 = last.pt after epoch 1, save 2 = last.pt after epoch 2
     with pytest.raises(Killed):
-        Trainer(config(out, tiny_data)).fit()
+        build_trainer(config(out, tiny_data)).fit()
     monkeypatch.undo()
     payload = load_checkpoint(out / "last.pt")  # intact, from epoch 1
     assert payload["epoch"] == 1 and payload["step"] == 3
     assert not list(out.glob(".last.pt.*")), "the half-written temp file was left behind"
 
-    resumed = Trainer(config(out, tiny_data), resume=True)
+    resumed = build_trainer(config(out, tiny_data), resume=True)
     assert resumed.epoch == 1
     resumed.fit()
     assert_same_weights(reference.model.state_dict(), resumed.model.state_dict())
@@ -143,23 +144,23 @@ def test_log_has_each_epoch_once_after_a_crash_between_log_and_checkpoint(tmp_pa
     out = tmp_path / "crashed"
     die_during_nth_save(monkeypatch, 2)
     with pytest.raises(Killed):
-        Trainer(config(out, tiny_data)).fit()
+        build_trainer(config(out, tiny_data)).fit()
     monkeypatch.undo()
-    Trainer(config(out, tiny_data), resume=True).fit()
+    build_trainer(config(out, tiny_data), resume=True).fit()
     assert [r["epoch"] for r in log_records(out)] == [1, 2, 3]
 
 
 def test_fresh_run_in_a_used_folder_starts_a_fresh_log(tmp_path, tiny_data):
-    Trainer(config(tmp_path / "run", tiny_data, epochs=1)).fit()
-    Trainer(config(tmp_path / "run", tiny_data, epochs=2)).fit()  # no resume: a new run
+    build_trainer(config(tmp_path / "run", tiny_data, epochs=1)).fit()
+    build_trainer(config(tmp_path / "run", tiny_data, epochs=2)).fit()  # no resume: a new run
     assert [r["epoch"] for r in log_records(tmp_path / "run")] == [1, 2]
 
 
 def test_resume_of_a_finished_run_changes_nothing(tmp_path, tiny_data):
-    first = Trainer(config(tmp_path / "run", tiny_data, epochs=2))
+    first = build_trainer(config(tmp_path / "run", tiny_data, epochs=2))
     first.fit()
     before = log_records(tmp_path / "run")
-    again = Trainer(config(tmp_path / "run", tiny_data, epochs=2), resume=True)
+    again = build_trainer(config(tmp_path / "run", tiny_data, epochs=2), resume=True)
     assert again.epoch == 2
     again.fit()
     assert log_records(tmp_path / "run") == before
@@ -168,16 +169,16 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, tiny_data):
 
 def test_resume_from_a_corrupt_checkpoint_fails_loudly(tmp_path, tiny_data):
     out = tmp_path / "run"
-    Trainer(config(out, tiny_data, epochs=1)).fit()
+    build_trainer(config(out, tiny_data, epochs=1)).fit()
     data = (out / "last.pt").read_bytes()
     (out / "last.pt").write_bytes(data[: len(data) // 3])
     with pytest.raises(ValueError, match="not a loadable posekit checkpoint") as info:
-        Trainer(config(out, tiny_data, epochs=2), resume=True)
+        build_trainer(config(out, tiny_data, epochs=2), resume=True)
     assert str(out / "last.pt") in str(info.value)
 
 
 def test_resume_without_a_checkpoint_starts_fresh(tmp_path, tiny_data):
-    trainer = Trainer(config(tmp_path / "new", tiny_data, epochs=1), resume=True)
+    trainer = build_trainer(config(tmp_path / "new", tiny_data, epochs=1), resume=True)
     assert trainer.epoch == 0 and trainer.step == 0
 
 
@@ -187,7 +188,7 @@ def test_output_under_a_regular_file_fails_before_loading_data(tmp_path):
     blocker.write_text("not a folder")
     # the data spec does not even exist: the writability check must come first
     with pytest.raises(PermissionError, match="not writable") as info:
-        Trainer(config(blocker / "run", tmp_path / "missing.json"))
+        build_trainer(config(blocker / "run", tmp_path / "missing.json"))
     assert str(blocker / "run") in str(info.value)
 
 
@@ -208,7 +209,7 @@ def test_read_only_output_folder_fails_before_training(tmp_path, tiny_data):
     locked.chmod(0o500)
     try:
         with pytest.raises(PermissionError, match="not writable"):
-            Trainer(config(locked / "run", tiny_data))
+            build_trainer(config(locked / "run", tiny_data))
     finally:
         locked.chmod(0o700)
 
@@ -216,5 +217,5 @@ def test_read_only_output_folder_fails_before_training(tmp_path, tiny_data):
 def test_nearly_full_disk_fails_before_training(tmp_path, tiny_data, monkeypatch):
     monkeypatch.setattr(checkpoint_module, "shutil_free_mb", lambda path: 10)
     with pytest.raises(OSError, match="only 10 MB free"):
-        Trainer(config(tmp_path / "run", tiny_data))
+        build_trainer(config(tmp_path / "run", tiny_data))
     assert not (tmp_path / "run" / "log.jsonl").exists()

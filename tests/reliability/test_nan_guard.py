@@ -13,7 +13,9 @@ from posekit.codecs import RLELoss
 from posekit.data.dataset import TopDownDataset
 from posekit.data.synth import generate_dataset
 from posekit.checkpoint import load_checkpoint
-from posekit.engine.trainer import TrainConfig, Trainer, epoch_indices
+from posekit.engine.trainer import TrainConfig, Trainer
+from posekit.methods import build_trainer
+from posekit.training.seeding import epoch_indices
 from posekit.losses import check_finite
 
 SEED, BATCH, NUM_IMAGES = 5, 8, 24
@@ -43,8 +45,8 @@ def nan_loss_on_calls(trainer: Trainer, calls_with_nan: set[int]) -> list[list[i
     real_step = trainer.method.training_step
     seen: list[list[int]] = []
 
-    def step(batch):
-        logs = real_step(batch)
+    def step(batch, progress):
+        logs = real_step(batch, progress)
         if len(seen) in calls_with_nan:
             logs = dict(logs, loss=logs["loss"] * float("nan"))
         seen.append(batch["index"].tolist())
@@ -60,8 +62,8 @@ def nan_gradient_on_call(trainer: Trainer, call: int) -> None:
     real_step = trainer.method.training_step
     counter = [0]
 
-    def step(batch):
-        logs = real_step(batch)
+    def step(batch, progress):
+        logs = real_step(batch, progress)
         if counter[0] == call:
             weight = next(trainer.model.parameters())
             logs = dict(logs, loss=logs["loss"] + torch.sqrt((weight - weight.detach()).abs().sum()))
@@ -74,7 +76,7 @@ def nan_gradient_on_call(trainer: Trainer, call: int) -> None:
 
 # -- 'raise' ---------------------------------------------------------------------------------------------
 def test_nan_loss_raises_naming_epoch_step_and_batch(tmp_path, tiny_data):
-    trainer = Trainer(config(tmp_path, tiny_data))
+    trainer = build_trainer(config(tmp_path, tiny_data))
     batches = nan_loss_on_calls(trainer, {STEPS_PER_EPOCH + 1})  # epoch 2, its second step
     with pytest.raises(FloatingPointError) as info:
         trainer.fit()
@@ -100,7 +102,7 @@ def test_nan_pixel_in_a_batch_raises_at_its_step(tmp_path, tiny_data, monkeypatc
     order = epoch_indices(NUM_IMAGES, SEED, 0, 0, 1)
     expected_step = order.index(poisoned_index) // BATCH  # where index 5 lands in epoch 1's shuffle
     with pytest.raises(FloatingPointError) as info:
-        Trainer(config(tmp_path, tiny_data)).fit()
+        build_trainer(config(tmp_path, tiny_data)).fit()
     batch = order[expected_step * BATCH:(expected_step + 1) * BATCH]
     assert f"epoch 1, step {expected_step}, samples {batch}" in str(info.value)
 
@@ -114,7 +116,7 @@ def test_check_finite_names_the_place():
 
 # -- 'skip' ----------------------------------------------------------------------------------------------
 def test_skip_policy_skips_and_counts_one_bad_step(tmp_path, tiny_data):
-    trainer = Trainer(config(tmp_path, tiny_data, nan_policy="skip"))
+    trainer = build_trainer(config(tmp_path, tiny_data, nan_policy="skip"))
     nan_loss_on_calls(trainer, {1})
     trainer.fit()
     assert trainer.skipped_nonfinite == 1 and trainer.step == 2 * STEPS_PER_EPOCH
@@ -124,7 +126,7 @@ def test_skip_policy_skips_and_counts_one_bad_step(tmp_path, tiny_data):
 
 
 def test_skip_policy_with_every_step_bad_leaves_the_weights_untouched(tmp_path, tiny_data):
-    trainer = Trainer(config(tmp_path, tiny_data, nan_policy="skip", epochs=1))
+    trainer = build_trainer(config(tmp_path, tiny_data, nan_policy="skip", epochs=1))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items() if "running" not in k and "num_batches" not in k}
     nan_loss_on_calls(trainer, set(range(100)))
     trainer.fit()
@@ -146,7 +148,7 @@ def test_skipped_nan_batch_does_not_poison_batchnorm_statistics(tmp_path, tiny_d
         return item
 
     monkeypatch.setattr(TopDownDataset, "__getitem__", getitem)
-    trainer = Trainer(config(tmp_path, tiny_data, nan_policy="skip"))
+    trainer = build_trainer(config(tmp_path, tiny_data, nan_policy="skip"))
     trainer.fit()
     assert trainer.skipped_nonfinite == 1
     assert non_finite_tensors(load_checkpoint(tmp_path / "model.pt")["model"]) == []
@@ -154,7 +156,7 @@ def test_skipped_nan_batch_does_not_poison_batchnorm_statistics(tmp_path, tiny_d
 
 @pytest.mark.parametrize("policy", ["raise", "skip"])
 def test_finite_loss_with_nan_gradient_does_not_reach_the_weights(tmp_path, tiny_data, policy):
-    trainer = Trainer(config(tmp_path, tiny_data, nan_policy=policy))
+    trainer = build_trainer(config(tmp_path, tiny_data, nan_policy=policy))
     nan_gradient_on_call(trainer, STEPS_PER_EPOCH - 1)  # the last step of epoch 1, just before its checkpoint
     if policy == "raise":
         with pytest.raises(FloatingPointError, match=f"epoch 1, step {STEPS_PER_EPOCH - 1}"):

@@ -17,15 +17,17 @@ Blocks (``block=``): ``'bottleneck'`` -- the paper's pre-activation residual (C 
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 import torch.nn as nn
 
-from ..base import PoseModel
+from ..base import PoseModel, TrunkHead
 from ..heads import HeatmapHead
 from ..layers import ConvBNAct, init_weights, make_act, resize_to
 from ..registry import register_model
 
-__all__ = ["StackedHourglass", "PreActBottleneck", "DepthwiseSeparableResidual", "make_block", "BLOCKS"]
+__all__ = ["StackedHourglass", "HourglassStacks", "run_stacks", "PreActBottleneck", "DepthwiseSeparableResidual", "make_block", "BLOCKS"]
 
 
 def _skip(in_channels: int, out_channels: int) -> nn.Module:
@@ -139,14 +141,8 @@ class StackedHourglass(PoseModel):
     def _stages(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """[(features (N, C, H/4, W/4), heatmaps (N, K, H/4, W/4))] for every stack."""
         self.check_input(x)
-        x = self.stem(x)
-        stages = []
-        for s in range(self.num_stacks):
-            features = self.post[s](self.hourglasses[s](x))
-            heatmaps = self.heads[s](features)
-            stages.append((features, heatmaps))
-            if s < self.num_stacks - 1:
-                x = x + self.merge_features[s](features) + self.merge_heatmaps[s](heatmaps)
+        _, stages = run_stacks(self.stem(x), self.hourglasses, self.post, self.heads, self.merge_features,
+                               self.merge_heatmaps)
         return stages
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -154,6 +150,52 @@ class StackedHourglass(PoseModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self._stages(x)[-1][0]
+
+    def stacks(self, start: int = 0, stop: int | None = None) -> "HourglassStacks":
+        """Stacks ``start .. stop - 1`` as one module over this network's own layers (see :class:`HourglassStacks`);
+        ``stem(x)`` is the input of stack 0."""
+        stop = self.num_stacks if stop is None else stop
+        if not 0 <= start <= stop <= self.num_stacks:
+            raise ValueError(f"stacks {start}..{stop} are not a range of this network's {self.num_stacks} stacks")
+        return HourglassStacks(self, start, stop)
+
+    def split_trunk_head(self, *, final_conv: bool = False) -> TrunkHead:
+        """Everything before the last stack's 1x1 heatmap conv | that conv (the intermediate heads stay in the
+        trunk: their heatmaps are re-injected into the next stack). The same with ``final_conv``."""
+        return TrunkHead(self.forward_features, nn.Sequential(OrderedDict(head=self.heads[-1])))
+
+
+def run_stacks(x: torch.Tensor, hourglasses, post, heads, merge_features, merge_heatmaps
+               ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Consecutive stacks from ``x``, the first one's input: features = post(hourglass(x)), heatmaps =
+    head(features), then ``x + merge_features(features) + merge_heatmaps(heatmaps)`` is the next stack's input
+    where a merge is given (one fewer than stacks at the network's end). Returns (the input after the last merge,
+    [(features, heatmaps)] per stack)."""
+    stages = []
+    for s, (hourglass, refine, head) in enumerate(zip(hourglasses, post, heads)):
+        features = refine(hourglass(x))
+        heatmaps = head(features)
+        stages.append((features, heatmaps))
+        if s < len(merge_features):
+            x = x + merge_features[s](features) + merge_heatmaps[s](heatmaps)
+    return x, stages
+
+
+class HourglassStacks(nn.Module):
+    """Stacks ``start .. stop - 1`` of a :class:`StackedHourglass`, holding the network's own layers (no copies;
+    ``copy.deepcopy`` gives an independent copy): ``forward(x) -> (x', stages)`` as :func:`run_stacks`, ``x``
+    the input of stack ``start``, ``x'`` that of stack ``stop`` (``x`` itself when ``stop`` is the last)."""
+
+    def __init__(self, model: StackedHourglass, start: int, stop: int):
+        super().__init__()
+        self.hourglasses = nn.ModuleList(model.hourglasses[start:stop])
+        self.post = nn.ModuleList(model.post[start:stop])
+        self.heads = nn.ModuleList(model.heads[start:stop])
+        self.merge_features = nn.ModuleList(model.merge_features[start:stop])
+        self.merge_heatmaps = nn.ModuleList(model.merge_heatmaps[start:stop])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        return run_stacks(x, self.hourglasses, self.post, self.heads, self.merge_features, self.merge_heatmaps)
 
 
 def _build(defaults: dict, kwargs: dict) -> StackedHourglass:

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..base import SingleStageModel
+from ..base import EncoderDecoderModel
 from ..heads import DeconvBlock, DeconvUpsampler, HeatmapHead
 from ..layers import ConvBNAct, fuse_bn, init_weights, make_act
 from ..registry import register_model
@@ -84,7 +84,7 @@ def _as_five(values: Sequence[int], name: str) -> tuple[int, ...]:
     return values
 
 
-class RepVGGPose(SingleStageModel):
+class RepVGGPose(EncoderDecoderModel):
     """RepVGG trunk (stride 32) + deconv upsampler + 1x1 heatmap head. H and W must be multiples of 32."""
 
     input_multiple = 32
@@ -109,10 +109,6 @@ class RepVGGPose(SingleStageModel):
         self.upsample = DeconvUpsampler(in_channels, deconv_channels, num_layers=3, act=act, deploy=deploy)
         self.head = HeatmapHead(deconv_channels, num_keypoints)
         init_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        return self.upsample(self.trunk(x))
 
     @torch.no_grad()
     def reparameterize(self) -> "RepVGGPose":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..base import SingleStageModel
+from ..base import EncoderDecoderModel
 from ..heads import DeconvUpsampler, HeatmapHead
 from ..layers import ConvBNAct, init_weights, make_act, make_divisible
 from ..registry import register_model
@@ -87,7 +87,7 @@ class ResNetTrunk(nn.Sequential):
         self.out_channels = in_channels
 
 
-class SimpleBaseline(SingleStageModel):
+class SimpleBaseline(EncoderDecoderModel):
     """ResNet trunk + deconv upsampler + 1x1 heatmap head; H and W must be multiples of 32."""
 
     input_multiple = 32
@@ -101,10 +101,6 @@ class SimpleBaseline(SingleStageModel):
         self.upsample = DeconvUpsampler(self.trunk.out_channels, deconv_channels, num_layers=3, act=act)
         self.head = HeatmapHead(deconv_channels, num_keypoints)
         init_weights(self)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        return self.upsample(self.trunk(x))
 
 
 def _build(defaults: dict, kwargs: dict) -> SimpleBaseline:

@@ -4,15 +4,17 @@ import json
 import numpy as np
 import pytest
 
-from posekit.cli import build_parser, main
+from posekit.cli import COMMANDS, main
 
 
 def test_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     text = capsys.readouterr().out
-    for command in ("synth", "train", "eval", "predict", "demo", "info", "export"):
+    for command in COMMANDS:
         assert command in text
+    assert set(COMMANDS) >= {"synth", "train", "eval", "predict", "demo", "info", "export", "zoo", "robustness",
+                             "adapt"}
 
 
 def test_bad_data_spec_is_a_clean_error(tmp_path, capsys):
@@ -33,12 +35,19 @@ def trained(tmp_path_factory):
 
 
 def test_eval_writes_pck_and_oks_ap(trained, capsys):
+    from posekit.engine.evaluate import evaluate
+    from posekit.inference.predictor import Predictor
     root, ann = trained
     assert main(["eval", "--checkpoint", str(root / "run" / "model.pt"), "--data", f"coco:{ann}",
                  "--out", str(root / "metrics.json")]) == 0
     metrics = json.loads((root / "metrics.json").read_text())
+    # the library's answer on the same checkpoint and data (flip test, DARK decoding), to the last digit
+    expected = json.loads(json.dumps(evaluate(Predictor.load(root / "run" / "model.pt"), f"coco:{ann}")))
     for key in ("pck@0.2_torso", "pck@0.05_box", "pckh@0.5", "auc_torso", "AP"):
-        assert 0.0 <= metrics[key] <= 1.0, key
+        assert metrics[key] == expected[key], key
+    assert metrics["n_evaluated"] == 24 and metrics["n_failed"] == 0
+    printed = json.loads(capsys.readouterr().out.split("\n|")[0])  # the summary, before the per-joint table
+    assert printed["pck@0.2_torso"] == expected["pck@0.2_torso"]
 
 
 def test_predict_follows_the_contract_and_draws(trained):
@@ -70,10 +79,16 @@ def test_predict_on_a_folder_with_detection_boxes(trained, tmp_path):
 
 
 def test_demo_writes_its_report(tmp_path):
+    from posekit.engine.evaluate import evaluate
+    from posekit.inference.predictor import Predictor
     assert main(["demo", "--out", str(tmp_path), "--num-train", "32", "--num-val", "16", "--epochs", "1",
                  "--workers", "0"]) == 0
     report = json.loads((tmp_path / "metrics.json").read_text())
-    assert 0.0 <= report["metrics"]["pck@0.2_torso"] <= 1.0
+    # the report's numbers are the saved model's on the demo's validation people
+    expected = evaluate(Predictor.load(tmp_path / "run" / "model.pt"), f"coco:{tmp_path / 'data' / 'val' / 'annotations.json'}")
+    for key in ("pck@0.2_torso", "pck@0.05_box", "auc_torso", "AP"):
+        assert report["metrics"][key] == pytest.approx(expected[key], abs=1e-12), key
+    assert report["num_val"] == 16 and report["epochs"] == 1 and report["model"] == "simplebaseline_r18"
     for name in ("summary.md", "training_curve.png", "pck_curve.png", "predictions.png"):
         assert (tmp_path / name).stat().st_size > 0, name
 

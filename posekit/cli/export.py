@@ -1,0 +1,16 @@
+"""`posekit export`: a checkpoint as ONNX."""
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    x = sub.add_parser("export", help="export a checkpoint to ONNX")
+    x.add_argument("--checkpoint", required=True)
+    x.add_argument("--out", required=True)
+    x.add_argument("--opset", type=int, default=17)
+    x.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from posekit.inference.export import export_onnx
+    print(f"wrote {export_onnx(args.checkpoint, args.out, opset=args.opset)}")
+    return 0
