@@ -52,13 +52,13 @@ def test_unknown_name_lists_the_known_ones():
 
 
 def test_posekit_registries():
-    from posekit.codecs import CODECS, HeatmapCodec, IntegralCodec, RegressionCodec
+    from posekit.codecs import CODECS, HeatmapCodec, IntegralCodec, MoveNetCodec, RegressionCodec
     from posekit.data.formats import FORMATS
     from posekit.models.heads import HEADS, HEATMAP_OUTPUT_HEADS, HeatmapHead, RegressionHead, RLEHead
     from posekit.models.registry import MODELS
 
     assert dict(CODECS.items()) == {"HeatmapCodec": HeatmapCodec, "IntegralCodec": IntegralCodec,
-                                    "RegressionCodec": RegressionCodec}
+                                    "MoveNetCodec": MoveNetCodec, "RegressionCodec": RegressionCodec}
     assert dict(HEADS.items()) == {"dsnt": HeatmapHead, "heatmap": HeatmapHead, "regression": RegressionHead,
                                    "rle": RLEHead}
     assert set(HEATMAP_OUTPUT_HEADS) == {"heatmap", "dsnt"}

@@ -249,14 +249,15 @@ def test_cli_writes_a_checkpoint_and_reports_bad_files_in_one_line(tmp_path, cap
 
 def test_imported_checkpoint_initialises_training_on_another_keypoint_set(tmp_path, tiny_data):
     from posekit.checkpoint import save_checkpoint
-    from posekit.engine.trainer import Trainer, TrainConfig
+    from posekit.engine.trainer import TrainConfig
+    from posekit.methods import build_trainer
 
     init = tmp_path / "lightning.pt"
     payload = movenet_checkpoint(onnx_path("lightning"))
     save_checkpoint(init, payload)
     cfg = TrainConfig(train=f"coco:{tiny_data}", out=str(tmp_path / "run"), model="movenet_lightning",
                       input_size=(192, 192), batch_size=8, workers=0, progress=False, init=str(init))
-    state = Trainer(cfg).model.state_dict()  # heatmap head only; LSP-14: its K-sized output conv stays fresh
+    state = build_trainer(cfg).model.state_dict()  # heatmap head only; LSP-14: its K-sized output conv stays fresh
     assert "heads.center.1.weight" not in state
     for key in ("trunk.stem.0.1.weight", "fpn.smooth.2.1.bias", "heads.heatmap.0.0.weight", "heads.heatmap.0.1.bias"):
         assert torch.equal(state[key], payload["model"][key]), key

@@ -208,12 +208,13 @@ def test_decoders_reject_mismatched_heads():
 
 # ----------------------------------------------------------------------------------------------- training
 def test_posekit_trainer_trains_movenet_unchanged(tmp_path, tiny_data):
-    from posekit.engine.trainer import Trainer, TrainConfig
+    from posekit.engine.trainer import TrainConfig
+    from posekit.methods import build_trainer
 
     cfg = TrainConfig(train=f"coco:{tiny_data}", val=f"coco:{tiny_data}", out=str(tmp_path / "run"),
                       model="movenet_lightning", input_size=(64, 64), epochs=1, batch_size=8, warmup_iters=1,
                       workers=0, max_iters_per_epoch=2, progress=False)
-    result = Trainer(cfg).fit()
+    result = build_trainer(cfg).fit()
     assert np.isfinite(result["loss"]) and "pck@0.2_torso" in result["val"]
 
 
