@@ -65,7 +65,7 @@ def test_posekit_registries():
     assert FORMATS.names() == ["coco", "folder", "lsp", "mpii"]
     assert "simplebaseline_r18" in MODELS and "hourglass_2x64" in MODELS
     with pytest.raises(ValueError, match=r"^unknown codec 'NoCodec'; known: HeatmapCodec, IntegralCodec, "
-                                         r"RegressionCodec$"):
+                                         r"MoveNetCodec, RegressionCodec$"):
         CODECS.get("NoCodec")
     with pytest.raises(ValueError, match=r"^unknown head 'heatmaps'; known: dsnt, heatmap, regression, rle$"):
         HEADS.get("heatmaps")
