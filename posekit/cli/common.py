@@ -40,7 +40,7 @@ def add_predictor_args(q: argparse.ArgumentParser, *, checkpoint_required: bool 
                    help="posekit checkpoint (.pt) or exported model (.onnx)")
     q.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     q.add_argument("--no-flip", action="store_true", help="disable flip test")
-    q.add_argument("--decode", choices=["dark", "argmax"], help="override the checkpoint's heatmap decoding")
+    q.add_argument("--decode", choices=["dark", "argmax", "movenet"], help="override the checkpoint's decoding (movenet: MoveNetCodec models only)")
     q.add_argument("--batch-size", type=int, default=32)
     if not scai:
         return

@@ -7,16 +7,20 @@ from pathlib import Path
 
 from posekit.cli.common import add_predictor_args, load_predictor
 
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
-
 
 def add_parser(sub) -> None:
     q = sub.add_parser("predict", help="predict keypoints: a dataset, a folder of images, or a video")
     add_predictor_args(q)
-    q.add_argument("source", nargs="?", help="folder of images or a video file (instead of --data)")
+    q.add_argument("source", nargs="?", help="an image, a folder of images, a glob ('photos/*.jpg') or a video "
+                   "file (instead of --data)")
     q.add_argument("--data", help="data spec (boxes from the annotations; LSP: from the joints)")
     q.add_argument("--boxes", help="COCO detection-results json with person boxes for a folder")
-    q.add_argument("--score-threshold", type=float, default=0.0, help="minimum detection score")
+    q.add_argument("--score-threshold", type=float, default=None,
+                   help="minimum person score of a detection (--boxes: default 0; the detector: its default)")
+    q.add_argument("--detector", default="auto",
+                   help="person detector for images without --boxes: a MultiPose checkpoint, 'auto' (the zoo's "
+                        "movenet_multipose.pt) or 'none' (the whole image is one person box)")
+    q.add_argument("--max-people", type=int, default=6, help="detector: at most this many people per image (1-6)")
     q.add_argument("--out", required=True, help="predictions json (list, one entry per person box)")
     q.add_argument("--draw", help="folder (images) or .mp4 path (video) for drawn skeletons")
     q.add_argument("--smooth", default="none", choices=["none", "ema", "one-euro"], help="video keypoint smoothing")
@@ -30,15 +34,17 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from posekit.inference.predictor import prediction_record
+    from posekit.inference.sources import source_kind
     predictor = load_predictor(args)
-    if args.source and Path(args.source).suffix.lower() in VIDEO_EXTENSIONS:
+    if args.source and source_kind(args.source) == "video":
         from posekit.inference.video import predict_video
         records = predict_video(predictor, args.source, smooth=args.smooth, smooth_params=json.loads(args.smooth_params),
                                 draw_path=args.draw, box_passes=args.box_passes)
         Path(args.out).write_text(json.dumps(records) + "\n")
         print(f"wrote {len(records)} frames to {args.out}")
         return 0
-    samples = prediction_samples(args)
+    counts = {}
+    samples = prediction_samples(args, predictor, counts)
     from posekit.skeletons import SKELETONS
     skeleton = SKELETONS.get(predictor.config.get("skeleton"))
     draw_dir = Path(args.draw) if args.draw else None
@@ -51,7 +57,7 @@ def run(args) -> int:
     with open(out, "w") as f:
         f.write("[")
         for sample, keypoints in predictor.predict_samples(samples, on_error=lambda s, e: failures.append(str(e))):
-            det_score = sample.extra.get("det_score")
+            det_score = sample.extra.get("score")  # a detection's person score (--boxes or the detector)
             score = float(keypoints[:, 2].mean()) * (det_score if det_score is not None else 1.0)
             f.write(("," if n else "") + "\n" + json.dumps(prediction_record(sample, keypoints, score)))
             n += 1
@@ -60,18 +66,39 @@ def run(args) -> int:
         f.write("\n]\n")
     for why in failures:
         print(f"skipped: {why}", file=sys.stderr)
+    if counts:
+        print(f"detector: {counts['people']} people in {counts['images']} images; no person in {counts['empty']}"
+              + (f"; {counts['unreadable']} unreadable" if counts["unreadable"] else ""))
     print(f"wrote {n} predictions to {out}" + (f" ({len(failures)} images skipped, listed above)" if failures else ""))
     return 0 if n or not failures else 1
 
 
-def prediction_samples(args):
+def prediction_samples(args, predictor, counts: dict):
+    """The person boxes to predict: a dataset's annotations, a detections file, the detector, or (with
+    ``--detector none``) the whole image."""
     from posekit.data.formats import load_samples
     from posekit.data.formats.folder import read_image_folder
+    from posekit.inference.sources import default_detector, detected_samples, image_paths, source_kind
     if args.data:
         return load_samples(args.data)
-    if args.source:
-        return read_image_folder(args.source, boxes_file=args.boxes, score_threshold=args.score_threshold)
-    raise SystemExit("posekit predict: give --data FORMAT:PATH, a folder of images, or a video file")
+    if not args.source:
+        raise SystemExit("posekit predict: give --data FORMAT:PATH, an image, a folder, a glob or a video file")
+    if args.boxes or args.detector == "none":
+        if source_kind(args.source) != "folder":
+            raise ValueError(f"{args.source}: --boxes and --detector none read a folder of images")
+        if not args.boxes:
+            print("no detector (--detector none): each whole image is one person box", file=sys.stderr)
+        return read_image_folder(args.source, boxes_file=args.boxes, score_threshold=args.score_threshold or 0.0)
+    from posekit.inference.detector import DEFAULT_SCORE_THRESHOLD, PersonDetector
+    path = default_detector() if args.detector == "auto" else Path(args.detector)
+    if path is None:
+        raise ValueError("no detector: zoo/movenet_multipose.pt is not next to this installation; give "
+                         "--detector CHECKPOINT (python -m posekit.models.movenet_import movenet-multipose.onnx), "
+                         "--boxes dets.json or --detector none")
+    threshold = DEFAULT_SCORE_THRESHOLD if args.score_threshold is None else args.score_threshold
+    detector = PersonDetector.load(path, score_threshold=threshold, max_people=args.max_people)
+    return detected_samples(image_paths(args.source), detector, predictor.num_keypoints,
+                            predictor.pose_config.skeleton, counts)
 
 
 def draw_prediction(sample, keypoints, skeleton, draw_dir: Path) -> None:
