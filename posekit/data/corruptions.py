@@ -25,6 +25,9 @@ import math
 import cv2
 import numpy as np
 
+from posekit.data.corruption_kernels import (central_zoom, disk_kernel, gaussian_blur, motion_blur_array,
+                                             next_power_of_two, plasma_fractal, to_float, to_uint8)
+
 #: ImageNet-C order: noise, blur, weather, digital.
 CORRUPTIONS: tuple[str, ...] = (
     "gaussian_noise", "shot_noise", "impulse_noise",
@@ -83,131 +86,24 @@ def corrupt(image: np.ndarray, name: str, severity: int, seed: int = 0) -> np.nd
         raise ValueError(f"image must not be empty, got shape {image.shape}")
     rng = np.random.default_rng(seed)
     out = _FUNCTIONS[name](np.ascontiguousarray(image), int(severity) - 1, rng)
-    return _to_uint8(out)
-
-
-# ---- helpers -------------------------------------------------------------------------------------
-
-def _to_float(image: np.ndarray) -> np.ndarray:
-    """uint8 -> float32 in [0, 1]."""
-    return image.astype(np.float32) / 255.0
-
-
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    """float32 in [0, 1] (or already uint8) -> uint8."""
-    if x.dtype == np.uint8:
-        return x
-    return np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _gaussian_blur(x: np.ndarray, sigma: float, truncate: float = 4.0,
-                   border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
-    """Gaussian blur with the kernel support ``truncate * sigma`` (scipy/skimage convention)."""
-    ksize = 2 * math.ceil(truncate * sigma) + 1
-    return cv2.GaussianBlur(x, (ksize, ksize), sigmaX=sigma, sigmaY=sigma, borderType=border)
-
-
-def _disk_kernel(radius: float, alias_sigma: float) -> np.ndarray:
-    """Normalised filled disk of ``radius`` px, slightly blurred to soften its aliased rim.
-
-    Returns (S, S) float32 with S = 2 * max(8, radius) + 1 (the reference's support).
-    """
-    half = max(8, math.ceil(radius))
-    coords = np.arange(-half, half + 1, dtype=np.float32)
-    disk = ((coords[None, :] ** 2 + coords[:, None] ** 2) <= radius ** 2).astype(np.float32)
-    disk /= disk.sum()
-    ksize = 3 if radius <= 8 else 5
-    disk = cv2.GaussianBlur(disk, (ksize, ksize), sigmaX=alias_sigma)
-    # renormalise: where the disk touches the support's edge the blur's reflected border adds mass
-    # (the reference skips this and brightens the image by up to 1 %)
-    return disk / disk.sum()
-
-
-def _motion_kernel(radius: int, sigma: float, angle_deg: float) -> np.ndarray:
-    """Line kernel of a one-sided Gaussian trail: weight exp(-i^2 / 2 sigma^2) at i px along ``angle``.
-
-    For ``cv2.filter2D`` (a correlation): output(p) = sum_i w_i * input(p + i * direction), i.e. each
-    pixel averages the scene behind it along the motion direction. Returns (S, S) float32, sums to 1.
-    """
-    length = 2 * radius + 1
-    steps = np.arange(length, dtype=np.float64)
-    weights = np.exp(-steps ** 2 / (2.0 * sigma ** 2))
-    weights /= weights.sum()
-    theta = math.radians(angle_deg)
-    # ceil(v - 0.5) rounds half down, matching the reference's pixel offsets.
-    dx = np.ceil(steps * math.cos(theta) - 0.5).astype(int)
-    dy = np.ceil(steps * math.sin(theta) - 0.5).astype(int)
-    size = 2 * (length - 1) + 1
-    kernel = np.zeros((size, size), np.float64)
-    np.add.at(kernel, (length - 1 + dy, length - 1 + dx), weights)
-    return kernel.astype(np.float32)
-
-
-def _motion_blur_array(x: np.ndarray, radius: int, sigma: float, angle_deg: float) -> np.ndarray:
-    """Motion-blur an (H, W) or (H, W, C) float32 array; borders replicate the edge pixels."""
-    kernel = _motion_kernel(radius, sigma, angle_deg)
-    return cv2.filter2D(x, -1, kernel, borderType=cv2.BORDER_REPLICATE)
-
-
-def _central_zoom(x: np.ndarray, factor: float) -> np.ndarray:
-    """Zoom into the centre by ``factor`` >= 1, keeping the array's (H, W)."""
-    h, w = x.shape[:2]
-    ch, cw = max(1, math.ceil(h / factor)), max(1, math.ceil(w / factor))
-    top, left = (h - ch) // 2, (w - cw) // 2
-    crop = x[top:top + ch, left:left + cw]
-    return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def _plasma_fractal(size: int, decay: float, rng: np.random.Generator) -> np.ndarray:
-    """Diamond-square height map on a (size, size) torus, normalised to [0, 1].
-
-    size: a power of two. The random perturbation at each finer level is divided by ``decay ** 2``
-    (the reference shrinks both the range and the scale of its uniform noise by ``decay``), so a
-    smaller decay gives rougher, patchier fog. Returns (size, size) float32.
-    """
-    if size < 1 or size & (size - 1):
-        raise ValueError(f"plasma size must be a power of two, got {size}")
-    height = np.zeros((size, size), np.float64)
-    step, amplitude = size, 1.0
-    while step >= 2:
-        half = step // 2
-        corners = height[0::step, 0::step]
-        # square step: cell centres = mean of the four corners + noise
-        centres = (corners + np.roll(corners, -1, 0) + np.roll(corners, -1, 1)
-                   + np.roll(np.roll(corners, -1, 0), -1, 1)) / 4.0
-        centres += amplitude * rng.uniform(-1.0, 1.0, centres.shape)
-        height[half::step, half::step] = centres
-        # diamond step: edge midpoints = mean of the two corners and the two centres beside them
-        top_mid = (corners + np.roll(corners, -1, 1) + centres + np.roll(centres, 1, 0)) / 4.0
-        left_mid = (corners + np.roll(corners, -1, 0) + centres + np.roll(centres, 1, 1)) / 4.0
-        height[0::step, half::step] = top_mid + amplitude * rng.uniform(-1.0, 1.0, top_mid.shape)
-        height[half::step, 0::step] = left_mid + amplitude * rng.uniform(-1.0, 1.0, left_mid.shape)
-        step = half
-        amplitude /= decay ** 2
-    height -= height.min()
-    peak = height.max()
-    return (height / peak if peak > 0 else height).astype(np.float32)
-
-
-def _next_power_of_two(n: int) -> int:
-    return 1 << max(0, (int(n) - 1).bit_length())
+    return to_uint8(out)
 
 
 # ---- noise ---------------------------------------------------------------------------------------
 
 def _gaussian_noise(image, s, rng):
-    x = _to_float(image)
+    x = to_float(image)
     return x + rng.normal(0.0, _GAUSSIAN_NOISE_STD[s], x.shape).astype(np.float32)
 
 
 def _shot_noise(image, s, rng):
     photons = _SHOT_NOISE_PHOTONS[s]
-    return rng.poisson(_to_float(image) * photons).astype(np.float32) / photons
+    return rng.poisson(to_float(image) * photons).astype(np.float32) / photons
 
 
 def _impulse_noise(image, s, rng):
     # salt-and-pepper on every channel value independently, salt and pepper equally likely
-    x = _to_float(image)
+    x = to_float(image)
     hit = rng.random(x.shape) < _IMPULSE_AMOUNT[s]
     salt = rng.random(x.shape) < 0.5
     x[hit & salt] = 1.0
@@ -219,7 +115,7 @@ def _impulse_noise(image, s, rng):
 
 def _defocus_blur(image, s, rng):
     radius, alias_sigma = _DEFOCUS[s]
-    return cv2.filter2D(_to_float(image), -1, _disk_kernel(radius, alias_sigma))
+    return cv2.filter2D(to_float(image), -1, disk_kernel(radius, alias_sigma))
 
 
 def _local_shuffle(x: np.ndarray, max_shift: int, iterations: int, rng: np.random.Generator) -> np.ndarray:
@@ -246,24 +142,24 @@ def _local_shuffle(x: np.ndarray, max_shift: int, iterations: int, rng: np.rando
 
 def _glass_blur(image, s, rng):
     sigma, max_shift, iterations = _GLASS[s]
-    x = _gaussian_blur(_to_float(image), sigma)
+    x = gaussian_blur(to_float(image), sigma)
     x = np.floor(x * 255.0).astype(np.uint8)  # the reference quantises between the two blurs
     x = _local_shuffle(x, max_shift, iterations, rng)
-    return _gaussian_blur(_to_float(x), sigma)
+    return gaussian_blur(to_float(x), sigma)
 
 
 def _motion_blur(image, s, rng):
     radius, sigma = _MOTION[s]
     angle = rng.uniform(-45.0, 45.0)
-    return _motion_blur_array(_to_float(image), radius, sigma, angle)
+    return motion_blur_array(to_float(image), radius, sigma, angle)
 
 
 def _zoom_blur(image, s, rng):
-    x = _to_float(image)
+    x = to_float(image)
     factors = _ZOOM_FACTORS[s]
     total = x.copy()
     for factor in factors:
-        total += _central_zoom(x, float(factor))
+        total += central_zoom(x, float(factor))
     return total / (len(factors) + 1)
 
 
@@ -271,15 +167,15 @@ def _zoom_blur(image, s, rng):
 
 def _snow(image, s, rng):
     mean, std, zoom, threshold, blur_radius, blur_sigma, image_weight = _SNOW[s]
-    x = _to_float(image)
+    x = to_float(image)
     h, w = x.shape[:2]
     # flakes: thresholded Gaussian noise, enlarged by zooming into it
     flakes = rng.normal(mean, std, (h, w)).astype(np.float32)
-    flakes = _central_zoom(flakes, zoom)
+    flakes = central_zoom(flakes, zoom)
     flakes[flakes < threshold] = 0.0
     flakes = np.clip(flakes, 0.0, 1.0)
     # falling streaks: motion blur, mostly downward
-    flakes = _motion_blur_array(flakes, blur_radius, blur_sigma, rng.uniform(-135.0, -45.0))
+    flakes = motion_blur_array(flakes, blur_radius, blur_sigma, rng.uniform(-135.0, -45.0))
     flakes = np.rint(np.clip(flakes, 0.0, 1.0) * 255.0) / 255.0
     flakes = flakes[..., None].astype(np.float32)
     # a whitened, washed-out scene behind the snow
@@ -296,9 +192,9 @@ def _frost_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """
     side = max(h, w)
     # patchy ice: a smooth plasma field, contrast-stretched so thick and clear areas alternate
-    haze = _plasma_fractal(_next_power_of_two(side), 1.5, rng)[:h, :w] ** 1.5
+    haze = plasma_fractal(next_power_of_two(side), 1.5, rng)[:h, :w] ** 1.5
     # rime: thresholded fine noise, denser where the ice is thick
-    grains = _gaussian_blur(rng.random((h, w), dtype=np.float32), max(0.5, side / 900.0))
+    grains = gaussian_blur(rng.random((h, w), dtype=np.float32), max(0.5, side / 900.0))
     grains = (grains > np.quantile(grains, 0.8)).astype(np.float32) * haze
     # crystals: curved stems with side branches at about 60 degrees (hexagonal ice), recursively
     crystals = np.zeros((h, w), np.float32)
@@ -319,9 +215,9 @@ def _frost_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
                 stack.append((x, y, branch, max(1, (num_steps - i) // 2), depth + 1))
         cv2.polylines(crystals, [np.round(np.array(points)).astype(np.int32)], False, brightness,
                       thickness, lineType=cv2.LINE_AA)
-    glow = _gaussian_blur(crystals, max(1.0, side / 200.0))
+    glow = gaussian_blur(crystals, max(1.0, side / 200.0))
     texture = 0.6 * haze + 0.35 * grains + np.clip(crystals + 1.5 * glow, 0.0, 1.0) * (0.4 + 0.6 * haze)
-    texture = _gaussian_blur(texture, max(0.5, side / 800.0))
+    texture = gaussian_blur(texture, max(0.5, side / 800.0))
     texture = np.clip(texture / max(float(np.quantile(texture, 0.995)), 1e-6), 0.0, 1.0)
     texture = np.clip(texture * (0.45 / max(float(texture.mean()), 1e-6)), 0.0, 1.0)
     tint = np.array([0.80, 0.90, 1.0], np.float32)  # RGB: frost is blue-white
@@ -331,15 +227,15 @@ def _frost_texture(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
 def _frost(image, s, rng):
     image_weight, frost_weight = _FROST[s]
     h, w = image.shape[:2]
-    return image_weight * _to_float(image) + frost_weight * _frost_texture(h, w, rng)
+    return image_weight * to_float(image) + frost_weight * _frost_texture(h, w, rng)
 
 
 def _fog(image, s, rng):
     strength, decay = _FOG[s]
-    x = _to_float(image)
+    x = to_float(image)
     h, w = x.shape[:2]
     peak = float(x.max())
-    fog = _plasma_fractal(_next_power_of_two(max(h, w)), decay, rng)[:h, :w]
+    fog = plasma_fractal(next_power_of_two(max(h, w)), decay, rng)[:h, :w]
     x = x + strength * fog[..., None]
     # renormalise so the scene keeps its range under the added fog
     return x * peak / (peak + strength)
@@ -350,7 +246,7 @@ def _fog(image, s, rng):
 def _brightness(image, s, rng):
     # In HSV, raising V = max(R, G, B) with H and S fixed scales all three channels by V'/V.
     # Black pixels (V = 0, S = 0 by convention) become gray (c, c, c).
-    x = _to_float(image)
+    x = to_float(image)
     value = x.max(axis=2, keepdims=True)
     new_value = np.minimum(value + _BRIGHTNESS[s], 1.0)
     scale = np.divide(new_value, value, out=np.zeros_like(value), where=value > 0)
@@ -358,13 +254,13 @@ def _brightness(image, s, rng):
 
 
 def _contrast(image, s, rng):
-    x = _to_float(image)
+    x = to_float(image)
     means = x.mean(axis=(0, 1), keepdims=True)  # per channel
     return (x - means) * _CONTRAST[s] + means
 
 
 def _elastic_transform(image, s, rng):
-    x = _to_float(image)
+    x = to_float(image)
     h, w = x.shape[:2]
     # smooth random displacement fields; std ~1 % of each side, amplitude relative to the height
     max_shift = 0.005 * h

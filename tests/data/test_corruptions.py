@@ -2,7 +2,8 @@ import cv2
 import numpy as np
 import pytest
 
-from posekit.data.corruptions import CORRUPTIONS, _motion_kernel, _plasma_fractal, corrupt
+from posekit.data.corruption_kernels import motion_kernel as _motion_kernel, plasma_fractal as _plasma_fractal
+from posekit.data.corruptions import CORRUPTIONS, corrupt
 
 # corruptions whose output depends on the seed (the rest are deterministic filters)
 RANDOM = ("gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "motion_blur", "snow", "frost",
