@@ -293,7 +293,7 @@ def test_cli_predict_on_the_odd_folder_finishes_and_names_bad_files(odd_folder, 
     out = tmp_path / "predictions.json"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
     run = subprocess.run([sys.executable, "-m", "posekit.cli", "predict", str(odd_folder), "--checkpoint",
-                          str(checkpoint), "--out", str(out), "--no-flip"],
+                          str(checkpoint), "--out", str(out), "--no-flip", "--detector", "none"],
                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     records = json.loads(out.read_text())
