@@ -142,7 +142,8 @@ def main() -> int:
         detector_path = args.detector or imported("multipose")
         pose_path = args.pose or imported("thunder")
         detector = PersonDetector.load(detector_path)
-        found = {s: detect_all(detector, read_split(f"{s}2017")[1]) for s in ("train", "val")}
+        splits = {s: read_split(f"{s}2017") for s in ("train", "val")}
+        found = {s: detect_all(detector, photos) for s, (_, photos) in splits.items()}
         sweep = [detection_metrics(found["train"], t) for t in THRESHOLDS]
         best = max(sweep, key=lambda m: 2 * m["recall"] * m["precision"] / max(m["recall"] + m["precision"], 1e-9))
         detector.score_threshold = best["threshold"]
@@ -153,7 +154,7 @@ def main() -> int:
                            "ms_per_photo": float(np.median([f["ms"] for f in found["val"]]))},
                    "command": command("benchmarks/detector.py"), "environment": environment("onnxruntime", "cpu")}
         pose = Predictor.load(str(pose_path), flip_test=True)
-        results["pipeline"] = pipeline_ap(pose, detector, found["val"], read_split("val2017")[0])
+        results["pipeline"] = pipeline_ap(pose, detector, found["val"], splits["val"][0])
     write_results(results, args.out, "# Person detector on COCO-MINI\n\n" + markdown(results))
     print(markdown(results))
     return 0

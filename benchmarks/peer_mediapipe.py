@@ -16,7 +16,7 @@ at run time: the lite / heavy landmark models come from ``--mediapipe-models DIR
 ``@mediapipe/pose``; ``--npm-fetch`` runs ``npm pack`` into DIR when the files are missing) and are
 copied into the installed ``mediapipe`` package, where the legacy ``mp.solutions.pose`` API looks.
 
-    /work/mpvenv/bin/python benchmarks/peer_mediapipe.py --mediapipe-models ~/.cache/posekit/mediapipe \\
+    ../mpvenv/bin/python benchmarks/peer_mediapipe.py --mediapipe-models ~/.cache/posekit/mediapipe \\
         --npm-fetch --checkpoint zoo/lspet_compact.pt [--checkpoint zoo/lspet_teacher.pt] [--limit 50] [--threads 1]
 """
 from __future__ import annotations
@@ -32,13 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common import Progress, cpu_model, environment, latency_ms, table, write_results
+from common import Progress, cpu_model, resolve_spec, environment, latency_ms, table, write_results
 from posekit.data.io import file_sha256  # (NumPy and PIL only: no thread pool starts before limit_threads)
 
 NPM_PACKAGE = "@mediapipe/pose@0.5.1675469404"
 VARIANTS = ("lite", "full", "heavy")
 MODEL_COMPLEXITY = {"lite": 0, "full": 1, "heavy": 2}
-DEFAULT_DATA = "lsp:/work/shared/datasets/lspet@val"
+DEFAULT_DATA = "lsp:../shared/datasets/lspet@val"  # relative to the repository root
 ALPHA = 0.2
 
 #: The joints are those of :data:`posekit.zoo.LSP_SHARED_WITH_BLAZEPOSE` (LSP's 14 less neck and head top), by name:
@@ -341,7 +341,7 @@ def main(argv=None) -> dict:
     from posekit.zoo import LSP_SHARED_WITH_BLAZEPOSE as joints
 
     torch.set_num_threads(args.threads)
-    samples = load_samples(args.data)
+    samples = load_samples(resolve_spec(args.data))
     if samples and samples[0].skeleton != "lsp":
         raise ValueError(f"{args.data}: skeleton {samples[0].skeleton!r}; this benchmark scores LSP joints")
     if args.limit is not None:

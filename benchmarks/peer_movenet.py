@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, Progress, command, environment, median_ms, table, write_results
+from common import ROOT, Progress, command, environment, median_ms, resolve_spec, table, write_results
 from posekit.data.formats import load_samples
 from posekit.data.io import read_image
 from posekit.data.transforms import affine_points, box_to_center_scale, crop_matrix, invert_affine, warp_image
@@ -129,7 +129,7 @@ def main() -> int:
     from posekit.checkpoint import save_checkpoint
     from posekit.models.movenet_import import movenet_checkpoint
 
-    samples = load_samples(args.data.replace("../shared", str(ROOT / ".." / "shared")))[:args.limit]
+    samples = load_samples(resolve_spec(args.data))[:args.limit]
     joints = list(SHARED)
     results = {"budget": {"data": args.data, "people": len(samples), "threads": args.threads},
                "command": command("benchmarks/peer_movenet.py"), "environment": environment("onnxruntime", "cpu"),

@@ -43,8 +43,9 @@ def run(args) -> int:
         Path(args.out).write_text(json.dumps(records) + "\n")
         print(f"wrote {len(records)} frames to {args.out}")
         return 0
-    counts = {}
-    samples = prediction_samples(args, predictor, counts)
+    from posekit.inference.sources import LastImage
+    counts, last = {}, LastImage()
+    samples = prediction_samples(args, predictor, counts, last)
     from posekit.skeletons import SKELETONS
     skeleton = SKELETONS.get(predictor.config.get("skeleton"))
     draw_dir = Path(args.draw) if args.draw else None
@@ -56,7 +57,8 @@ def run(args) -> int:
     # Stream records to disk: a 10,000-image folder never sits in memory at once.
     with open(out, "w") as f:
         f.write("[")
-        for sample, keypoints in predictor.predict_samples(samples, on_error=lambda s, e: failures.append(str(e))):
+        for sample, keypoints in predictor.predict_samples(samples, on_error=lambda s, e: failures.append(str(e)),
+                                                           read=last.read):
             det_score = sample.extra.get("score")  # a detection's person score (--boxes or the detector)
             score = float(keypoints[:, 2].mean()) * (det_score if det_score is not None else 1.0)
             f.write(("," if n else "") + "\n" + json.dumps(prediction_record(sample, keypoints, score)))
@@ -73,7 +75,7 @@ def run(args) -> int:
     return 0 if n or not failures else 1
 
 
-def prediction_samples(args, predictor, counts: dict):
+def prediction_samples(args, predictor, counts: dict, last):
     """The person boxes to predict: a dataset's annotations, a detections file, the detector, or (with
     ``--detector none``) the whole image."""
     from posekit.data.formats import load_samples
@@ -98,7 +100,7 @@ def prediction_samples(args, predictor, counts: dict):
     threshold = DEFAULT_SCORE_THRESHOLD if args.score_threshold is None else args.score_threshold
     detector = PersonDetector.load(path, score_threshold=threshold, max_people=args.max_people)
     return detected_samples(image_paths(args.source), detector, predictor.num_keypoints,
-                            predictor.pose_config.skeleton, counts)
+                            predictor.pose_config.skeleton, counts, last)
 
 
 def draw_prediction(sample, keypoints, skeleton, draw_dir: Path) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from posekit.data.io import IMAGE_EXTENSIONS, read_image
 from posekit.data.sample import DataError, Sample
 
-__all__ = ["VIDEO_EXTENSIONS", "source_kind", "image_paths", "detected_samples", "default_detector"]
+__all__ = ["VIDEO_EXTENSIONS", "source_kind", "image_paths", "detected_samples", "default_detector", "LastImage"]
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +63,23 @@ def image_paths(source: str) -> list[Path]:
     return paths
 
 
+class LastImage:
+    """The image :func:`detected_samples` decoded last, handed to the predictor's ``read=`` so that a photo
+    is decoded once for detection and pose."""
+
+    def __init__(self):
+        self.path, self.image = None, None
+
+    def read(self, sample: Sample) -> np.ndarray:
+        return self.image if sample.image_path == self.path else read_image(sample.image_path)
+
+
 def detected_samples(paths: Iterable[Path], detector, num_keypoints: int, skeleton: str,
-                     counts: dict | None = None) -> Iterator[Sample]:
+                     counts: dict | None = None, last: LastImage | None = None) -> Iterator[Sample]:
     """One Sample per person the detector finds (box, ``extra["score"]`` = its person score); images are
-    read one at a time. ``counts`` (if given) collects ``images``, ``people``, ``empty`` (no person found)
-    and ``unreadable``; each empty or unreadable image is also logged by name."""
+    read one at a time (and kept in ``last``, if given). ``counts`` (if given) collects ``images``,
+    ``people``, ``empty`` (no person found) and ``unreadable``; each empty or unreadable image is also
+    logged by name."""
     counts = counts if counts is not None else {}
     for key in ("images", "people", "empty", "unreadable"):
         counts.setdefault(key, 0)
@@ -80,6 +92,8 @@ def detected_samples(paths: Iterable[Path], detector, num_keypoints: int, skelet
             counts["unreadable"] += 1
             log.warning("skipped image: %s", err)
             continue
+        if last is not None:
+            last.path, last.image = str(Path(path).resolve()), image
         boxes, scores = detector.detect(image)
         if not len(boxes):
             counts["empty"] += 1

@@ -49,3 +49,14 @@ def test_one_sample_per_detected_person_with_its_score(photos):
         ("a.png", [1, 2, 10, 20], pytest.approx(0.9)), ("a.png", [30, 5, 8, 9], pytest.approx(0.4))]
     assert samples[0].keypoints.shape == (14, 3) and samples[1].ann_id == 1
     assert counts == {"images": 2, "people": 2, "empty": 1, "unreadable": 0}
+
+
+def test_the_detected_image_is_handed_on_not_decoded_again(photos):
+    from posekit.inference.sources import LastImage
+
+    cv2.imwrite(str(photos / "a.png"), np.full((40, 61, 3), 90, np.uint8))
+    last = LastImage()
+    first = next(detected_samples(image_paths(str(photos)), TwoPeopleInA(), 14, "lsp", last=last))
+    assert last.read(first) is last.image and last.image.shape == (40, 61, 3)
+    other = first.__class__(**{**first.__dict__, "image_path": str(photos / "b.jpg")})
+    assert last.read(other).shape == (40, 60, 3)  # any other image is read from its file
