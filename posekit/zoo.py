@@ -1,7 +1,7 @@
 """The model zoo: small committed checkpoints, one markdown card each, one machine-readable index.
 
 ``zoo/index.json`` is a list of entries ``{name, file, card, dataset, method, role, model, input_size,
-params, flops, metrics, command, budget, wall_seconds}``; every number in it is measured by
+params, flops, metrics, command, budget, wall_seconds, recommended}``; every number in it is measured by
 :func:`publish` on the stored file itself, so what an independent scorer loads is what was measured.
 
 Zoo files hold the weights in float16 (half the bytes; loading casts them back to float32) and the
@@ -114,19 +114,37 @@ def publish(checkpoint, name: str, *, val: str, role: str, method: str, dataset:
              "flops": int(info["flops"]), "metrics": headline, "command": command, "budget": budget,
              "wall_seconds": run_wall_seconds(run_dir) if run_dir else None, "notes": notes}
     (zoo_dir / f"{name}.md").write_text(card_markdown(entry, metrics))
-    entries = [e for e in read_index(zoo_dir) if e["name"] != name] + [entry]
+    previous = {e["name"]: e for e in read_index(zoo_dir)}
+    entry["recommended"] = previous.get(name, {}).get("recommended", False)
+    entries = [e for e in previous.values() if e["name"] != name] + [entry]
     write_index(entries, zoo_dir)
     return entry
 
 
+def recommend(name: str, zoo_dir="zoo") -> dict:
+    """Mark ``name`` as the zoo's recommended model (and no other entry); returns its entry."""
+    entries = read_index(zoo_dir)
+    if name not in {e["name"] for e in entries}:
+        raise ValueError(f"{Path(zoo_dir) / 'index.json'}: no entry named {name!r}")
+    for e in entries:
+        e["recommended"] = e["name"] == name
+    write_index(entries, zoo_dir)
+    return next(e for e in entries if e["name"] == name)
+
+
+def recommended_entry(entries: list[dict]) -> dict | None:
+    return next((e for e in entries if e.get("recommended")), None)
+
+
 def zoo_table(entries: list[dict]) -> str:
-    """Markdown table of the index (the README's zoo section)."""
+    """Markdown table of the index (the README's zoo section); the recommended model is marked."""
     rows = ["| name | role | method | model | input | params (M) | GFLOPs | PCK@0.2 torso | PCK@0.2 (12 joints) "
             "| PCK@0.05 box | AUC |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in entries:
         m = e["metrics"]
         cell = lambda key: f"{m[key]:.3f}" if key in m else "-"  # noqa: E731
-        rows.append(f"| [{e['name']}]({e['card']}) | {e['role']} | {e['method']} | `{e['model']['name']}` "
+        mark = " **(recommended)**" if e.get("recommended") else ""
+        rows.append(f"| [{e['name']}]({e['card']}){mark} | {e['role']} | {e['method']} | `{e['model']['name']}` "
                     f"| {e['input_size'][0]}x{e['input_size'][1]} | {e['params'] / 1e6:.2f} | {e['flops'] / 1e9:.3f} "
                     f"| {cell('pck@0.2_torso')} | {cell('pck@0.2_torso_12')} | {cell('pck@0.05_box')} "
                     f"| {cell('auc_torso')} |")

@@ -63,3 +63,24 @@ def test_committed_zoo_entries_load_and_predict(entry):
     image = np.full((200, 150, 3), 127, np.uint8)
     out = predictor.predict(image, [[20, 20, 100, 160]])
     assert out.shape == (1, predictor.num_keypoints, 3) and np.isfinite(out).all()
+
+
+def test_recommend_marks_one_entry_and_the_table_and_listing_show_it(tmp_path, capsys):
+    from posekit.zoo import recommend, recommended_entry, write_index, zoo_table
+    base = {"file": "zoo/x.pt", "card": "zoo/x.md", "dataset": "d", "method": "m", "role": "r",
+            "model": {"name": "n", "kwargs": {}}, "input_size": [8, 8], "params": 1, "flops": 1, "metrics": {}}
+    write_index([dict(base, name="a", recommended=True), dict(base, name="b")], tmp_path)
+    recommend("b", tmp_path)
+    entries = read_index(tmp_path)
+    assert [e["recommended"] for e in entries] == [False, True]
+    assert recommended_entry(entries)["name"] == "b"
+    rows = zoo_table(entries).splitlines()
+    assert "(recommended)" not in rows[2] and "(recommended)" in rows[3]
+    with pytest.raises(ValueError, match="no entry named 'c'"):
+        recommend("c", tmp_path)
+    assert main(["zoo", "--zoo-dir", str(tmp_path)]) == 0
+    assert "recommended: b (zoo/x.pt)" in capsys.readouterr().out
+
+
+def test_the_committed_zoo_recommends_exactly_one_model():
+    assert sum(bool(e.get("recommended")) for e in read_index(ZOO)) == 1

@@ -16,12 +16,13 @@ def add_parser(sub) -> None:
     z.add_argument("--command-line", default="", help="the command that trained it (for the card)")
     z.add_argument("--budget", default="", help="training budget in words (epochs, images, minutes)")
     z.add_argument("--run-dir", help="run folder whose log.jsonl gives the training wall time")
-    z.add_argument("--notes", default="")
+    z.add_argument("--notes", default="", help="free text for the card's Notes section (licence, provenance)")
+    z.add_argument("--recommend", metavar="NAME", help="mark NAME as the recommended model (unmarks the others)")
     z.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from posekit.zoo import publish, read_index, zoo_table
+    from posekit.zoo import publish, read_index, recommend, recommended_entry, zoo_table
     if args.publish:
         if not (args.name and args.val):
             raise SystemExit("posekit zoo --publish: --name and --val are required")
@@ -29,5 +30,11 @@ def run(args) -> int:
                         command=args.command_line, budget=args.budget, run_dir=args.run_dir, zoo_dir=args.zoo_dir,
                         notes=args.notes)
         print(json.dumps(entry["metrics"], indent=2))
-    print(zoo_table(read_index(args.zoo_dir)))
+    if args.recommend:
+        recommend(args.recommend, args.zoo_dir)
+    entries = read_index(args.zoo_dir)
+    print(zoo_table(entries))
+    best = recommended_entry(entries)
+    if best is not None:
+        print(f"\nrecommended: {best['name']} ({best['file']}): posekit predict --checkpoint {best['file']} ...")
     return 0
