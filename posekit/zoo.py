@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from posekit.checkpoint import load_checkpoint, load_model, save_checkpoint
+from posekit.strict_json import dumps_strict
 
 #: The 12 LSP joints that MediaPipe BlazePose also predicts (everything but neck and head top).
 LSP_SHARED_WITH_BLAZEPOSE = ["right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
@@ -36,7 +37,7 @@ def read_index(zoo_dir="zoo") -> list[dict]:
 def write_index(entries: list[dict], zoo_dir="zoo") -> None:
     path = Path(zoo_dir) / "index.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(sorted(entries, key=lambda e: e["name"]), indent=1) + "\n")
+    tmp.write_text(dumps_strict(sorted(entries, key=lambda e: e["name"]), indent=1) + "\n")
     tmp.replace(path)
 
 

@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from posekit.cli.common import add_method_options, json_object, method_kwargs_from_args
+from posekit.strict_json import dumps_strict
 
 METHOD_CHOICES = ("sfda", "adabn", "scai")
 #: spellings of earlier versions -> the error saying what replaced them
@@ -59,7 +59,7 @@ def run(args) -> int:
         from posekit.methods.adabn import adapt_batchnorm_checkpoint
         result = adapt_batchnorm_checkpoint(args.source, args.target, Path(args.out) / "model.pt",
                                             batch_size=args.batch_size or 32, workers=args.workers)
-        print(json.dumps(result, indent=2))
+        print(dumps_strict(result, indent=2))
         return 0
     return run_sfda(args)
 
@@ -75,7 +75,7 @@ def run_sfda(args) -> int:
                        method_kwargs=json_object(args.method_kwargs, "--method-kwargs"),
                        **method_kwargs_from_args(args, SFDA, [SFDA]))
     result = build_trainer(cfg, resume=args.resume).fit()
-    print(json.dumps(result, indent=2, default=float))
+    print(dumps_strict(result, indent=2))
     return 0
 
 

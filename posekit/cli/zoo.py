@@ -1,12 +1,12 @@
 """`posekit zoo`: list the model zoo, or publish a checkpoint into it."""
 from __future__ import annotations
 
-import json
+from posekit.strict_json import dumps_strict
 
 
 def add_parser(sub) -> None:
     z = sub.add_parser("zoo", help="list the model zoo, or publish a checkpoint into it (--publish)")
-    z.add_argument("--zoo-dir", default="zoo")
+    z.add_argument("--zoo-dir", default="zoo", help="the zoo folder (index.json, NAME.pt, NAME.md); default zoo")
     z.add_argument("--publish", metavar="CHECKPOINT", help="checkpoint to slim, measure and add to the index")
     z.add_argument("--name", help="zoo name (file NAME.pt, card NAME.md)")
     z.add_argument("--val", help="data spec the card's metrics are measured on")
@@ -16,7 +16,7 @@ def add_parser(sub) -> None:
     z.add_argument("--command-line", default="", help="the command that trained it (for the card)")
     z.add_argument("--budget", default="", help="training budget in words (epochs, images, minutes)")
     z.add_argument("--run-dir", help="run folder whose log.jsonl gives the training wall time")
-    z.add_argument("--notes", default="")
+    z.add_argument("--notes", default="", help="free text for the card")
     z.set_defaults(func=run)
 
 
@@ -28,6 +28,6 @@ def run(args) -> int:
         entry = publish(args.publish, args.name, val=args.val, role=args.role, method=args.method, dataset=args.dataset,
                         command=args.command_line, budget=args.budget, run_dir=args.run_dir, zoo_dir=args.zoo_dir,
                         notes=args.notes)
-        print(json.dumps(entry["metrics"], indent=2))
+        print(dumps_strict(entry["metrics"], indent=2))
     print(zoo_table(read_index(args.zoo_dir)))
     return 0
