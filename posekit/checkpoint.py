@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -68,7 +69,12 @@ def _load_failure(err: Exception) -> str:
     """Why ``torch.load`` refused a file, in one line, without torch's advice to load it unsafely."""
     reasons = [line.strip().removeprefix("WeightsUnpickler error:").strip() for line in str(err).splitlines()]
     reasons = [line for line in reasons if line and not any(advice in line for advice in _TORCH_ADVICE)]
-    return f"{type(err).__name__}: {'; '.join(reasons)}" if reasons else type(err).__name__
+    reason = f"{type(err).__name__}: {'; '.join(reasons)}" if reasons else type(err).__name__
+    if isinstance(err, pickle.UnpicklingError):
+        return reason
+    # the zip reader's errors (OSError, RuntimeError "failed finding central directory", EOFError) mean a
+    # file cut short or not a checkpoint at all: say that, with the library's words after it
+    return f"the file is cut short, corrupt or not a checkpoint ({reason})"
 
 
 def load_checkpoint(path) -> dict:
@@ -104,11 +110,17 @@ def checkpoint_payload(path_or_payload, required=("model", "config"), *, source=
     if missing:
         raise CheckpointError(source, f"lacks {', '.join(map(repr, missing))}: not a posekit checkpoint")
     if "model" in payload:
-        weights = payload["model"]
-        if not isinstance(weights, dict) or not all(isinstance(k, str) and torch.is_tensor(v)
-                                                    for k, v in weights.items()):
-            raise CheckpointError(source, f"'model' must be a state dict (names -> tensors), got {_describe(weights)}")
+        _check_state_dict(payload["model"], source)
     return payload, source
+
+
+def _check_state_dict(weights, source) -> None:
+    if not isinstance(weights, dict):
+        raise CheckpointError(source, f"'model' must be a state dict (names -> tensors), got {_describe(weights)}")
+    for name, value in weights.items():
+        if not (isinstance(name, str) and torch.is_tensor(value)):
+            raise CheckpointError(source, f"'model' must be a state dict (names -> tensors), but {name!r} holds "
+                                          f"{_describe(value)}")
 
 
 def _weights_mismatch(model: torch.nn.Module, weights: dict) -> str | None:

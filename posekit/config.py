@@ -113,9 +113,8 @@ class PoseConfig:
             head = config.get("head") or {}
             known = {"version", "model", "codec", "input_size", "num_keypoints", "skeleton", "flip_index",
                      "padding", "head"}
-            w, h = (int(v) for v in config["input_size"])
             return cls(model=str(config["model"]["name"]), model_kwargs=kwargs, num_keypoints=num_keypoints,
-                       codec=dict(config["codec"]), input_size=(w, h),
+                       codec=dict(config["codec"]), input_size=tuple(config["input_size"]),
                        skeleton=str(config.get("skeleton", "unknown")),
                        flip_index=tuple(int(i) for i in config.get("flip_index", range(num_keypoints))),
                        head=str(head.get("type", "heatmap")), head_kwargs=dict(head.get("kwargs") or {}),
