@@ -45,6 +45,8 @@ def add_parser(sub) -> None:
     a.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
     a.add_argument("--max-iters", type=int, help="cap iterations per epoch (quick runs)")
     a.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    a.add_argument("--overwrite", action="store_true",
+                   help="sfda: replace a previous run in OUT; without it or --resume a used folder is refused")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
     a.set_defaults(func=run)
 
@@ -74,7 +76,7 @@ def run_sfda(args) -> int:
                        max_iters_per_epoch=args.max_iters, progress=not args.no_progress,
                        method_kwargs=json_object(args.method_kwargs, "--method-kwargs"),
                        **method_kwargs_from_args(args, SFDA, [SFDA]))
-    result = build_trainer(cfg, resume=args.resume).fit()
+    result = build_trainer(cfg, resume=args.resume, overwrite=args.overwrite).fit()
     print(dumps_strict(result, indent=2))
     return 0
 

@@ -30,7 +30,8 @@ def json_object(text: str | None, flag: str) -> dict:
     except ValueError as err:
         raise ValueError(f"{flag} is not valid JSON ({err})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{flag} must be a JSON object, got {value!r}")
+        shown = repr(value)
+        raise ValueError(f"{flag} must be a JSON object, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
     return value
 
 

@@ -2,7 +2,6 @@
 :class:`~posekit.methods.base.MethodOption` declarations."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from posekit.cli.common import add_method_options, json_object, method_kwargs_from_args, size_arg
@@ -67,13 +66,7 @@ def read_options_file(path) -> dict:
         raise FileNotFoundError(f"--config {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"--config {path}: cannot read it ({err})") from None
-    try:
-        options = json.loads(text)
-    except ValueError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(options, dict):
-        raise ValueError(f"{path}: training options must be a JSON object, got a {type(options).__name__}")
-    return options
+    return json_object(text, str(path)) if text.strip() else {}
 
 
 def train_config_from_args(args):

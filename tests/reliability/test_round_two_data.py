@@ -235,12 +235,15 @@ def write_zero_png(path: Path, side: int, rows: int | None = None) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
 
 
+#: the peak RSS (KB) of the running process: VmHWM, since ``ru_maxrss`` of a child started from pytest carries
+#: pytest's own peak (Linux keeps it across fork + exec) and would hide a decode of a few hundred MB
+PEAK_KB = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
+
+
 def peak_rss_growth_mb(code: str) -> float:
     """Run ``code`` in a fresh interpreter; the growth of its peak RSS (MB) over the imports."""
-    probe = ("import resource; from posekit.data.io import image_size, read_image\n"
-             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-             f"{code}\n"
-             "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)")
+    probe = (f"from posekit.data.io import image_size, read_image\nbefore = {PEAK_KB}\n{code}\n"
+             f"print(({PEAK_KB} - before) / 1024)")
     done = subprocess.run([sys.executable, "-c", probe], env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return float(done.stdout.strip().splitlines()[-1])

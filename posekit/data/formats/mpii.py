@@ -53,10 +53,10 @@ def read_mpii(ann_file, image_root=None, *, skip_invalid=False, report=None) -> 
         root = pathlib.Path(image_root)
     root = root.resolve()
     problems = Problems(path, skip_invalid, report)
-    samples = []
+    samples, sizes = [], {}  # sizes: image path -> (width, height), read once per image (people share images)
     for index, entry in enumerate(data):
         try:
-            sample = _read_entry(index, entry, path, root)
+            sample = _read_entry(index, entry, path, root, sizes)
         except DataError as err:
             problems.bad(err)
             continue
@@ -73,7 +73,7 @@ def read_mpii(ann_file, image_root=None, *, skip_invalid=False, report=None) -> 
 UNLABELLED = "without labelled joints"
 
 
-def _read_entry(index: int, entry, path, root) -> Sample | None:
+def _read_entry(index: int, entry, path, root, sizes: dict) -> Sample | None:
     record = f"#{index}"
     if not isinstance(entry, dict):
         raise DataError(path, f"entry must be an object, got {type(entry).__name__}", record)
@@ -101,7 +101,9 @@ def _read_entry(index: int, entry, path, root) -> Sample | None:
     if not image_path.is_file():
         raise DataError(path, f"image file not found: {image_path}", record)
     try:
-        size = image_size(image_path)  # the header only: what joints and the box are checked against
+        if image_path not in sizes:  # the header only: what joints and the box are checked against
+            sizes[image_path] = image_size(image_path)
+        size = sizes[image_path]
     except DataError as err:
         raise DataError(path, f"{err.path}: {err.what}", record) from None
 
