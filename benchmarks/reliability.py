@@ -3,6 +3,7 @@
 Run from the repository root (single-threaded):
 
     PYTHONPATH=. python benchmarks/reliability.py [--num 10000] [--marks 1000,10000]
+    PYTHONPATH=. python benchmarks/reliability.py --round-two     # the round-two attack set (issue #18) instead
 
 Writes ``--num`` small PNG images (64x64, cv2, seeded) plus a few broken files (zero-byte, truncated,
 not an image) into a temporary folder, then streams ``Predictor.predict_samples(read_image_folder(...))``
@@ -124,7 +125,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", help="write the folder here and keep it (default: a temp folder, deleted)")
+    parser.add_argument("--round-two", action="store_true",
+                        help="instead: run the round-two attack set of malformed inputs (reliability_attacks.py) "
+                             "and count the outcomes")
     args = parser.parse_args()
+    if args.round_two:
+        from reliability_attacks import main as round_two
+        raise SystemExit(round_two([]))
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     marks = sorted({int(m) for m in args.marks.split(",")} | {args.num})

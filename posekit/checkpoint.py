@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,7 +22,8 @@ import torch
 
 from posekit.config import PoseConfig
 
-__all__ = ["save_checkpoint", "load_checkpoint", "load_model", "build_from_checkpoint", "check_writable"]
+__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "checkpoint_payload", "load_model", "load_weights",
+           "build_from_checkpoint", "checkpoint_temp_files", "check_writable"]
 
 
 def save_checkpoint(path, payload: dict) -> None:
@@ -48,6 +51,32 @@ def save_checkpoint(path, payload: dict) -> None:
         raise
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message is one line naming the file and what is wrong."""
+
+    def __init__(self, source, what: str):
+        self.source, self.what = str(source), what
+        super().__init__(f"{self.source}: {what}")
+
+
+#: lines of torch's weights_only error that are advice, not a reason: posekit never retries with
+#: ``weights_only=False`` (that would run whatever code the file pickles), so it must not suggest it either
+_TORCH_ADVICE = ("weights_only", "Weights only load failed", "Check the documentation", "Please file an issue",
+                 "trusted source")
+
+
+def _load_failure(err: Exception) -> str:
+    """Why ``torch.load`` refused a file, in one line, without torch's advice to load it unsafely."""
+    reasons = [line.strip().removeprefix("WeightsUnpickler error:").strip() for line in str(err).splitlines()]
+    reasons = [line for line in reasons if line and not any(advice in line for advice in _TORCH_ADVICE)]
+    reason = f"{type(err).__name__}: {'; '.join(reasons)}" if reasons else type(err).__name__
+    if isinstance(err, pickle.UnpicklingError):
+        return reason
+    # the zip reader's errors (OSError, RuntimeError "failed finding central directory", EOFError) mean a
+    # file cut short or not a checkpoint at all: say that, with the library's words after it
+    return f"the file is cut short, corrupt or not a checkpoint ({reason})"
+
+
 def load_checkpoint(path) -> dict:
     """Load a checkpoint without unpickling code: anything but tensors and plain containers is refused."""
     path = Path(path)
@@ -56,38 +85,110 @@ def load_checkpoint(path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError / RuntimeError with long messages, EOFError with none
-        first_line = next(iter(str(err).splitlines()), "")
-        reason = f"{type(err).__name__}: {first_line}" if first_line else type(err).__name__
-        raise ValueError(f"{path}: not a loadable posekit checkpoint (only weights and plain data are accepted): "
-                         f"{reason}") from err
+        raise CheckpointError(path, f"not a loadable posekit checkpoint (only weights and plain data are accepted): "
+                                    f"{_load_failure(err)}") from None
 
 
-def _payload(path_or_payload) -> dict:
-    payload = path_or_payload if isinstance(path_or_payload, dict) else load_checkpoint(path_or_payload)
-    if "model" not in payload or "config" not in payload:
-        raise ValueError("checkpoint lacks 'model' or 'config': not written by posekit")
-    return payload
+def _describe(value) -> str:
+    if torch.is_tensor(value):
+        return f"a bare tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
 
 
-def load_model(path_or_payload) -> tuple[torch.nn.Module, PoseConfig]:
+def checkpoint_payload(path_or_payload, required=("model", "config"), *, source=None) -> tuple[dict, str]:
+    """``(payload, source)``: a checkpoint file loaded (or a payload as given) that is a dict with the
+    ``required`` keys and a state dict (names -> tensors) under ``"model"``; CheckpointError otherwise."""
+    if isinstance(path_or_payload, (str, os.PathLike)):
+        source = source or str(path_or_payload)
+        payload = load_checkpoint(path_or_payload)
+    else:
+        source, payload = source or "checkpoint", path_or_payload
+    if not isinstance(payload, dict):
+        raise CheckpointError(source, f"holds {_describe(payload)}, not a posekit checkpoint (a dict with "
+                                      f"'model' and 'config')")
+    missing = [key for key in required if key not in payload]
+    if missing:
+        raise CheckpointError(source, f"lacks {', '.join(map(repr, missing))}: not a posekit checkpoint")
+    if "model" in payload:
+        _check_state_dict(payload["model"], source)
+    return payload, source
+
+
+def _check_state_dict(weights, source) -> None:
+    if not isinstance(weights, dict):
+        raise CheckpointError(source, f"'model' must be a state dict (names -> tensors), got {_describe(weights)}")
+    for name, value in weights.items():
+        if not (isinstance(name, str) and torch.is_tensor(value)):
+            raise CheckpointError(source, f"'model' must be a state dict (names -> tensors), but {name!r} holds "
+                                          f"{_describe(value)}")
+
+
+def _weights_mismatch(model: torch.nn.Module, weights: dict) -> str | None:
+    """What keeps ``weights`` from loading strictly into ``model``, in one line; None if they fit."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    misshaped = [f"{k} {tuple(weights[k].shape)} (model {tuple(v.shape)})" for k, v in own.items()
+                 if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    parts = [f"{len(names)} {what} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+             for what, names in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)) if names]
+    return "; ".join(parts) or None
+
+
+def load_model(path_or_payload, *, source=None) -> tuple[torch.nn.Module, PoseConfig]:
     """Rebuild ``(model in eval mode, PoseConfig)`` from a checkpoint file or an already loaded payload.
 
-    The state dict is loaded strictly: every tensor of the network must be in the file and nothing else.
-    """
-    payload = _payload(path_or_payload)
-    config = PoseConfig.from_dict(payload["config"])
-    model = config.build_model()
-    model.load_state_dict(payload["model"])
+    The state dict is loaded strictly: every tensor of the network must be in the file, in its shape, and
+    nothing else. Whatever is wrong (the config, the model options, the codec, the weights) is one
+    CheckpointError naming the file (``source`` names a payload's file)."""
+    payload, source = checkpoint_payload(path_or_payload, source=source)
+    try:
+        config = PoseConfig.from_dict(payload["config"])
+    except ValueError as err:
+        raise CheckpointError(source, str(err)) from None
+    model = _build(source, "model", config.build_model)
+    _build(source, "codec", config.build_codec)  # a broken codec config fails here, not at the first image
+    load_weights(model, payload["model"], source, f"the {config.model!r} model its config describes")
     model.eval()
     return model, config
 
 
-def build_from_checkpoint(path_or_payload) -> tuple[torch.nn.Module, dict]:
+def load_weights(model: torch.nn.Module, weights: dict, source, model_text: str = "the model") -> None:
+    """``model.load_state_dict(weights)`` (strict), or one CheckpointError saying which tensors do not fit."""
+    mismatch = _weights_mismatch(model, weights)
+    if mismatch:
+        raise CheckpointError(source, f"weights do not fit {model_text}: {mismatch}")
+    model.load_state_dict(weights)
+
+
+def _build(source: str, what: str, build):
+    """``build()``, with the errors a config can provoke (unknown names, options the builder does not take,
+    impossible sizes) turned into one CheckpointError."""
+    try:
+        return build()
+    except (TypeError, ValueError, KeyError, RuntimeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(source, f"its config gives a {what} posekit cannot build: {reason}") from None
+
+
+def build_from_checkpoint(path_or_payload, *, source=None) -> tuple[torch.nn.Module, dict]:
     """:func:`load_model`, with the config as the dict the checkpoint stores (for code that edits or re-stores
     that dict, e.g. an adapted checkpoint that adds a provenance key). New readers use :func:`load_model`."""
-    payload = _payload(path_or_payload)
-    model, _ = load_model(payload)
+    payload, source = checkpoint_payload(path_or_payload, source=source)
+    model, _ = load_model(payload, source=source)
     return model, payload["config"]
+
+
+#: the temp files :func:`save_checkpoint` writes (``.NAME.pt.<8 random characters>.tmp``)
+_TEMP_NAME = re.compile(r"^\..+\.pt\.[a-z0-9_]{8}\.tmp$")
+
+
+def checkpoint_temp_files(folder) -> list[Path]:
+    """The temp files an interrupted :func:`save_checkpoint` left in ``folder`` (empty if it does not exist)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _TEMP_NAME.match(p.name) and p.is_file())
 
 
 def check_writable(out_dir, min_free_mb: int = 200) -> Path:

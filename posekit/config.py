@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,8 @@ __all__ = ["PoseConfig", "DEFAULT_PADDING", "CONFIG_VERSION"]
 DEFAULT_PADDING = 1.25
 #: bumped when the stored layout changes; from_dict upgrades older layouts
 CONFIG_VERSION = 2
+#: the largest model input side a config may state (far beyond any pose model; a typo fails when loaded)
+MAX_INPUT_SIDE = 4096
 
 
 @dataclass(frozen=True)
@@ -49,10 +52,17 @@ class PoseConfig:
             put(name, dict(getattr(self, name) or {}))
         if self.num_keypoints < 1:
             raise ValueError(f"num_keypoints must be >= 1, got {self.num_keypoints}")
-        if len(self.input_size) != 2:
-            raise ValueError(f"input_size must be (W, H), got {self.input_size}")
+        if len(self.input_size) != 2 or not all(1 <= side <= MAX_INPUT_SIDE for side in self.input_size):
+            raise ValueError(f"input_size must be (W, H), two sides from 1 to {MAX_INPUT_SIDE}, got {self.input_size}")
         if len(self.flip_index) != self.num_keypoints:
             raise ValueError(f"flip_index has {len(self.flip_index)} entries for {self.num_keypoints} keypoints")
+        if sorted(self.flip_index) != list(range(self.num_keypoints)):
+            # flip fusion gathers the flipped view's joints by this index: it must be a permutation of 0..K-1
+            wrong = [i for i in self.flip_index if not 0 <= i < self.num_keypoints] or self.flip_index
+            raise ValueError(f"flip_index must be a permutation of 0..{self.num_keypoints - 1}, got {list(wrong)[:8]}"
+                             f"{' (out of range)' if wrong != self.flip_index else ' (repeats a joint)'}")
+        if not (math.isfinite(self.padding) and self.padding > 0):
+            raise ValueError(f"padding must be a positive number, got {self.padding}")
         if "num_keypoints" in self.model_kwargs:
             raise ValueError("model_kwargs must not repeat num_keypoints (it is its own field)")
 
@@ -103,13 +113,15 @@ class PoseConfig:
             head = config.get("head") or {}
             known = {"version", "model", "codec", "input_size", "num_keypoints", "skeleton", "flip_index",
                      "padding", "head"}
-            w, h = (int(v) for v in config["input_size"])
             return cls(model=str(config["model"]["name"]), model_kwargs=kwargs, num_keypoints=num_keypoints,
-                       codec=dict(config["codec"]), input_size=(w, h),
+                       codec=dict(config["codec"]), input_size=tuple(config["input_size"]),
                        skeleton=str(config.get("skeleton", "unknown")),
                        flip_index=tuple(int(i) for i in config.get("flip_index", range(num_keypoints))),
                        head=str(head.get("type", "heatmap")), head_kwargs=dict(head.get("kwargs") or {}),
                        padding=float(config.get("padding", DEFAULT_PADDING)),
                        extra={k: v for k, v in config.items() if k not in known})
-        except (KeyError, TypeError, ValueError) as err:
+        except KeyError as err:
+            raise ValueError(f"checkpoint config lacks {err} (it must say the model, its codec and its input size)") \
+                from None
+        except (TypeError, ValueError, AttributeError) as err:
             raise ValueError(f"checkpoint config is malformed ({type(err).__name__}: {err})") from None

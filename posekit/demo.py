@@ -5,6 +5,7 @@ metrics.json, summary.md, training_curve.png, pck_curve.png, predictions.png.
 """
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -15,8 +16,23 @@ DEFAULT_MODEL_KWARGS = {"width": 0.5, "deconv_channels": 128}
 DEFAULT_INPUT = (128, 128)
 
 
+#: what the report folder holds, in the order the last message lists it
+REPORT_FILES = ("summary.md", "metrics.json", "training_curve.png", "pck_curve.png", "predictions.png")
+
+log = logging.getLogger(__name__)
+
+
+def check_demo_folder(out, overwrite: bool) -> None:
+    """Refuse (before minutes of data generation) a folder that holds a previous demo, unless ``overwrite``."""
+    from posekit.training.run_folder import previous_run_files
+    previous = previous_run_files(Path(out) / "run")
+    if previous and not overwrite:
+        raise FileExistsError(f"{out} holds a previous demo (run/{', run/'.join(previous)}): pass --overwrite to "
+                              f"replace it, or choose another --out")
+
+
 def run_demo(out, *, num_train: int = 3200, num_val: int = 300, epochs: int = 14, seed: int = 0, workers: int = 2,
-             style: str = "mixed", batch_size: int = 32) -> dict:
+             style: str = "mixed", batch_size: int = 32, progress: bool = True, overwrite: bool = False) -> dict:
     from posekit.data.formats import load_samples
     from posekit.data.synth import generate_dataset
     from posekit.engine.evaluate import predict_all
@@ -30,17 +46,25 @@ def run_demo(out, *, num_train: int = 3200, num_val: int = 300, epochs: int = 14
     from posekit.skeletons import get_skeleton
 
     out = Path(out)
+    check_demo_folder(out, overwrite)
     t0 = time.time()
-    train_ann = generate_dataset(out / "data" / "train", num_train, style=style, skeleton="lsp", seed=seed, workers=workers)
-    val_ann = generate_dataset(out / "data" / "val", num_val, style=style, skeleton="lsp", seed=seed + 10_000, workers=workers)
+    log.info("generating %d synthetic training people (%s style) in %s ...", num_train, style, out / "data" / "train")
+    train_ann = generate_dataset(out / "data" / "train", num_train, style=style, skeleton="lsp", seed=seed,
+                                 workers=workers, progress=progress)
+    log.info("generating %d synthetic validation people in %s ...", num_val, out / "data" / "val")
+    val_ann = generate_dataset(out / "data" / "val", num_val, style=style, skeleton="lsp", seed=seed + 10_000,
+                               workers=workers, progress=progress)
     t_data = time.time() - t0
+    log.info("data ready in %.0f s; training %s for %d epoch(s) in %s ...", t_data, DEFAULT_MODEL, epochs, out / "run")
 
     cfg = TrainConfig(train=f"coco:{train_ann}", val=f"coco:{val_ann}", out=str(out / "run"), model=DEFAULT_MODEL,
                       model_kwargs=DEFAULT_MODEL_KWARGS, input_size=DEFAULT_INPUT, epochs=epochs, batch_size=batch_size,
-                      lr=2e-3, warmup_iters=100, workers=workers, seed=seed, val_every=max(1, epochs // 4))
-    trainer = build_trainer(cfg)
+                      lr=2e-3, warmup_iters=100, workers=workers, seed=seed, val_every=max(1, epochs // 4),
+                      progress=progress)
+    trainer = build_trainer(cfg, overwrite=overwrite)
     trainer.fit()
     t_train = time.time() - t0 - t_data
+    log.info("trained in %.0f s; evaluating on the %d validation people and writing the report ...", t_train, num_val)
 
     skeleton = get_skeleton("lsp")
     predictor = Predictor(trainer.model.eval(), trainer.model_config(), flip_test=True)

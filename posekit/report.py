@@ -1,10 +1,10 @@
 """Plots and markdown for training reports: training curve, PCK-vs-threshold curve, prediction grid."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
+from posekit.strict_json import dumps_strict
 
 
 def _plt():
@@ -64,4 +64,4 @@ def prediction_grid(images: list[np.ndarray], path, cols: int = 4, size: int = 1
 
 
 def write_json(path, obj) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    Path(path).write_text(dumps_strict(obj, indent=2) + "\n")

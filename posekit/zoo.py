@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from posekit.checkpoint import load_checkpoint, load_model, save_checkpoint
+from posekit.strict_json import dumps_strict, finite_or_none
 
 #: The 12 LSP joints that MediaPipe BlazePose also predicts (everything but neck and head top).
 LSP_SHARED_WITH_BLAZEPOSE = ["right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
@@ -36,7 +37,7 @@ def read_index(zoo_dir="zoo") -> list[dict]:
 def write_index(entries: list[dict], zoo_dir="zoo") -> None:
     path = Path(zoo_dir) / "index.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(sorted(entries, key=lambda e: e["name"]), indent=1) + "\n")
+    tmp.write_text(dumps_strict(sorted(entries, key=lambda e: e["name"]), indent=1) + "\n")
     tmp.replace(path)
 
 
@@ -84,7 +85,7 @@ def card_markdown(entry: dict, metrics: dict) -> str:
              "", "## Command", "", "```bash", entry["command"], "```", "",
              f"## Validation metrics ({entry['val']}, flip test, {entry['decode']} decoding)", "",
              "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4f} |" for k, v in entry["metrics"].items()]
+    lines += [f"| {k} | {'n/a' if v is None else f'{v:.4f}'} |" for k, v in entry["metrics"].items()]
     skeleton = SKELETONS.get(entry.get("skeleton"))
     if skeleton is not None and "per_joint" in metrics:
         lines += ["", "## Per joint", "", format_table(metrics, skeleton)]
@@ -106,7 +107,8 @@ def publish(checkpoint, name: str, *, val: str, role: str, method: str, dataset:
     stored = config.to_dict()
     info = model_info(model, input_size=config.input_size)
     metrics = measure(target, val)
-    headline = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+    # NaN (COCOeval's "no such objects") is None here already, as the index stores it
+    headline = finite_or_none({k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)})
     entry = {"name": name, "file": target.as_posix(), "card": (zoo_dir / f"{name}.md").as_posix(), "dataset": dataset,
              "val": val, "method": method, "role": role, "skeleton": config.skeleton,
              "model": stored["model"], "input_size": stored["input_size"],

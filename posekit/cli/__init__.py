@@ -10,8 +10,9 @@ import logging
 import sys
 
 from posekit.cli.train import train_config_from_args
+from posekit.optional import MissingExtra
 
-__all__ = ["main", "build_parser", "train_config_from_args", "COMMANDS"]
+__all__ = ["main", "build_parser", "train_config_from_args", "COMMANDS", "USER_ERRORS"]
 
 #: the commands, in the order ``posekit --help`` lists them
 COMMANDS = ("synth", "train", "eval", "predict", "demo", "info", "zoo", "export", "robustness", "adapt")
@@ -27,12 +28,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: what a user can cause and fix, raised as one of these anywhere below (bad data and checkpoints are
+#: DataError / CheckpointError, both ValueErrors; a used run folder is FileExistsError, an OSError; a diverging
+#: run is FloatingPointError; a missing optional package is MissingExtra, an ImportError). Anything else is a
+#: bug in posekit and keeps its traceback.
+USER_ERRORS = (ValueError, OSError, FloatingPointError, MissingExtra)
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a library's multi-line text joined), or its type if it has none."""
+    text = " ".join(part.strip() for part in str(err).splitlines() if part.strip())
+    return text or type(err).__name__
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from posekit.data.sample import DataError
     try:
         return args.func(args)
-    except (DataError, FileNotFoundError, PermissionError, ValueError) as err:
-        print(f"posekit {args.command}: error: {err}", file=sys.stderr)
+    except USER_ERRORS as err:
+        if args.verbose:  # -v: the traceback too, for a bug report
+            raise
+        print(f"posekit {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"posekit {args.command}: interrupted", file=sys.stderr)
+        return 130

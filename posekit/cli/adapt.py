@@ -8,10 +8,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from posekit.cli.common import add_method_options, json_object, method_kwargs_from_args
+from posekit.strict_json import dumps_strict
 
 METHOD_CHOICES = ("sfda", "adabn", "scai")
 #: spellings of earlier versions -> the error saying what replaced them
@@ -45,6 +45,8 @@ def add_parser(sub) -> None:
     a.add_argument("--workers", type=int, default=2, help="data-loading worker processes")
     a.add_argument("--max-iters", type=int, help="cap iterations per epoch (quick runs)")
     a.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    a.add_argument("--overwrite", action="store_true",
+                   help="sfda: replace a previous run in OUT; without it or --resume a used folder is refused")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
     a.set_defaults(func=run)
 
@@ -59,7 +61,7 @@ def run(args) -> int:
         from posekit.methods.adabn import adapt_batchnorm_checkpoint
         result = adapt_batchnorm_checkpoint(args.source, args.target, Path(args.out) / "model.pt",
                                             batch_size=args.batch_size or 32, workers=args.workers)
-        print(json.dumps(result, indent=2))
+        print(dumps_strict(result, indent=2))
         return 0
     return run_sfda(args)
 
@@ -74,8 +76,8 @@ def run_sfda(args) -> int:
                        max_iters_per_epoch=args.max_iters, progress=not args.no_progress,
                        method_kwargs=json_object(args.method_kwargs, "--method-kwargs"),
                        **method_kwargs_from_args(args, SFDA, [SFDA]))
-    result = build_trainer(cfg, resume=args.resume).fit()
-    print(json.dumps(result, indent=2, default=float))
+    result = build_trainer(cfg, resume=args.resume, overwrite=args.overwrite).fit()
+    print(dumps_strict(result, indent=2))
     return 0
 
 

@@ -30,7 +30,8 @@ def json_object(text: str | None, flag: str) -> dict:
     except ValueError as err:
         raise ValueError(f"{flag} is not valid JSON ({err})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{flag} must be a JSON object, got {value!r}")
+        shown = repr(value)
+        raise ValueError(f"{flag} must be a JSON object, got {shown if len(shown) <= 60 else shown[:57] + '...'}")
     return value
 
 
@@ -38,10 +39,11 @@ def json_object(text: str | None, flag: str) -> dict:
 def add_predictor_args(q: argparse.ArgumentParser, *, checkpoint_required: bool = True, scai: bool = True) -> None:
     q.add_argument("--checkpoint", required=checkpoint_required,
                    help="posekit checkpoint (.pt) or exported model (.onnx)")
-    q.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    q.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="run the network with PyTorch (default) or ONNX Runtime (needs posekit[onnx])")
     q.add_argument("--no-flip", action="store_true", help="disable flip test")
     q.add_argument("--decode", choices=["dark", "argmax", "movenet"], help="override the checkpoint's decoding (movenet: MoveNetCodec models only)")
-    q.add_argument("--batch-size", type=int, default=32)
+    q.add_argument("--batch-size", type=int, default=32, help="person crops per network call (default 32)")
     if not scai:
         return
     q.add_argument("--scai", metavar="CKPT", help="SCAI checkpoint: correct the distal joints "

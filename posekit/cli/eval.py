@@ -1,10 +1,10 @@
 """`posekit eval`: a checkpoint's PCK family (and OKS AP on COCO data)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from posekit.cli.common import add_predictor_args, load_predictor
+from posekit.strict_json import dumps_strict
 
 
 def add_parser(sub) -> None:
@@ -22,10 +22,10 @@ def run(args) -> int:
     predictor = load_predictor(args)
     metrics = evaluate(predictor, args.data)
     summary = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
-    print(json.dumps(summary, indent=2))
+    print(dumps_strict(summary, indent=2))
     skeleton = SKELETONS.get(predictor.config.get("skeleton"))
     if skeleton is not None and "per_joint" in metrics:
         print(format_table(metrics, skeleton))
     if args.out:
-        Path(args.out).write_text(json.dumps(metrics, indent=2) + "\n")
+        Path(args.out).write_text(dumps_strict(metrics, indent=2) + "\n")
     return 0

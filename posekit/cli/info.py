@@ -6,9 +6,10 @@ from posekit.cli.common import size_arg
 
 def add_parser(sub) -> None:
     i = sub.add_parser("info", help="parameters and FLOPs of registered models")
-    i.add_argument("model", nargs="?", default="all")
-    i.add_argument("--input-size", type=size_arg, default=(128, 128))
-    i.add_argument("--num-keypoints", type=int, default=14)
+    i.add_argument("model", nargs="?", default="all", help="a registered model name, or 'all' (default)")
+    i.add_argument("--input-size", type=size_arg, default=(128, 128),
+                   help="input WxH the FLOPs are counted at, e.g. 128 or 96x128 (default 128)")
+    i.add_argument("--num-keypoints", type=int, default=14, help="keypoints of the output layer (default 14, LSP)")
     i.set_defaults(func=run)
 
 

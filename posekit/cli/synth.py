@@ -10,9 +10,9 @@ def add_parser(sub) -> None:
     s.add_argument("--num", type=int, default=1000, help="number of images")
     s.add_argument("--style", default="flat", help="visual style: flat | textured | mixed")
     s.add_argument("--skeleton", default="lsp", choices=["lsp", "coco"], help="keypoint set written")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the generated people (default 0)")
     s.add_argument("--size", type=size_arg, default=(192, 192), help="image size, e.g. 192 or 256x192")
-    s.add_argument("--workers", type=int, default=1)
+    s.add_argument("--workers", type=int, default=1, help="generating processes (same images for any number)")
     s.set_defaults(func=run)
 
 

@@ -1,12 +1,12 @@
 """`posekit zoo`: list the model zoo, or publish a checkpoint into it."""
 from __future__ import annotations
 
-import json
+from posekit.strict_json import dumps_strict
 
 
 def add_parser(sub) -> None:
     z = sub.add_parser("zoo", help="list the model zoo, or publish a checkpoint into it (--publish)")
-    z.add_argument("--zoo-dir", default="zoo")
+    z.add_argument("--zoo-dir", default="zoo", help="the zoo folder (index.json, NAME.pt, NAME.md); default zoo")
     z.add_argument("--publish", metavar="CHECKPOINT", help="checkpoint to slim, measure and add to the index")
     z.add_argument("--name", help="zoo name (file NAME.pt, card NAME.md)")
     z.add_argument("--val", help="data spec the card's metrics are measured on")
@@ -29,7 +29,7 @@ def run(args) -> int:
         entry = publish(args.publish, args.name, val=args.val, role=args.role, method=args.method, dataset=args.dataset,
                         command=args.command_line, budget=args.budget, run_dir=args.run_dir, zoo_dir=args.zoo_dir,
                         notes=args.notes)
-        print(json.dumps(entry["metrics"], indent=2))
+        print(dumps_strict(entry["metrics"], indent=2))
     if args.recommend:
         recommend(args.recommend, args.zoo_dir)
     entries = read_index(args.zoo_dir)

@@ -56,8 +56,15 @@ def _check_not_empty(path: pathlib.Path) -> None:
 
 
 def _exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation from what :func:`Image.open` already read (the header), never decoding pixels.
+
+    ``PngImageFile.getexif()`` decodes the whole image to look for an eXIf chunk after the pixel data: on a
+    decompression bomb that is gigabytes, spent by the very check meant to refuse it. The base class's
+    ``getexif`` reads only the header's EXIF, so that is the one asked (:func:`image_size` and
+    :func:`read_image` alike, so both agree on which way up an image is).
+    """
     try:
-        return int(img.getexif().get(_EXIF_ORIENTATION, 1))
+        return int(Image.Image.getexif(img).get(_EXIF_ORIENTATION, 1))
     except Exception:  # a corrupt EXIF block must not make the pixels unreadable
         return 1
 
@@ -139,8 +146,9 @@ def read_image(path) -> np.ndarray:
             if width * height > MAX_IMAGE_PIXELS:
                 raise DataError(path, f"image too large to decode: {width}x{height} pixels "
                                       f"(limit {MAX_IMAGE_PIXELS} pixels, e.g. 20000x20000)")
+            orientation = _exif_orientation(img)  # from the header, as image_size reads it
             img.load()  # decode now so truncation is reported here, as a DataError
-            if _exif_orientation(img) != 1:
+            if orientation != 1:
                 img = ImageOps.exif_transpose(img)
             return _to_rgb_array(img)
     except DataError:

@@ -7,7 +7,7 @@ import numpy as np
 
 from posekit.config import PoseConfig
 from posekit.data.formats import load_samples, oks_ground_truth
-from posekit.data.sample import Sample
+from posekit.data.sample import DataError, Sample, require_people
 from posekit.skeletons import SKELETONS, get_skeleton
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,12 @@ def evaluate_samples(predictor, samples: list[Sample], *, coco_gt=None, joints=N
     """
     from posekit.metrics import coco_oks_ap, evaluate_keypoints
 
+    require_people(samples, "evaluate")
     preds, kept, failures = predict_all(predictor, samples)
     if not kept:
-        raise ValueError("no sample could be evaluated (all images unreadable?)")
+        sample, why = failures[0]
+        raise DataError(sample.image_path, f"none of the {len(samples)} people could be evaluated: every image "
+                                           f"was unreadable (this one: {why})")
     metrics: dict = {}
     name = kept[0].skeleton
     skeleton = get_skeleton(name) if name in SKELETONS else None
@@ -102,5 +105,5 @@ def evaluate_samples(predictor, samples: list[Sample], *, coco_gt=None, joints=N
 
 def evaluate(predictor, spec: str, *, joints=None) -> dict:
     """Evaluate on a data spec such as ``lsp:DIR@val`` or ``coco:ANN.json``."""
-    samples = load_samples(spec)
+    samples = require_people(load_samples(spec), "evaluate", source=spec)
     return evaluate_samples(predictor, samples, coco_gt=oks_ground_truth(spec), joints=joints)

@@ -4,13 +4,13 @@ Reads the result dict of :func:`posekit.engine.robustness.run_robustness`.
 """
 from __future__ import annotations
 
-import json
 import math
 import pathlib
 
 import numpy as np
 
 from posekit.data.io import write_atomic
+from posekit.strict_json import dumps_strict
 
 __all__ = ["format_markdown", "plot_table", "write_outputs"]
 
@@ -76,7 +76,7 @@ def write_outputs(result: dict, out) -> dict[str, pathlib.Path]:
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "robustness.json", "markdown": out / "robustness.md", "plot": out / "robustness.png"}
-    write_atomic(paths["json"], json.dumps(result, indent=2, default=float) + "\n")
+    write_atomic(paths["json"], dumps_strict(result, indent=2) + "\n")
     write_atomic(paths["markdown"], format_markdown(result))
     plot_table(result, paths["plot"])
     return paths

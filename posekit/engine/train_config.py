@@ -20,13 +20,19 @@ to the codec (e.g. ``{"normalized": false}`` for pixel-unit regression targets, 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import typing
 from dataclasses import dataclass, field
 
 from posekit.codecs import HeatmapCodec, IntegralCodec, RegressionCodec
+from posekit.config import MAX_INPUT_SIDE
+from posekit.data.transforms import AugmentConfig
 from posekit.models.heads import head_type
 from posekit.skeletons import SKELETONS, get_skeleton
+from posekit.training.guard import NAN_POLICIES
 
-__all__ = ["TrainConfig", "build_train_codec", "skeleton_of"]
+__all__ = ["TrainConfig", "TrainOptionError", "build_train_codec", "check_train_options", "skeleton_of"]
 
 
 @dataclass
@@ -66,21 +72,116 @@ class TrainConfig:
     codec_kwargs: dict = field(default_factory=dict)  # extra codec options (e.g. {"normalized": false})
     loss: dict = field(default_factory=dict)     # head loss options, e.g. {"coord": "l1", "bone_loss": "limbs"}
 
+    max_skipped_share: float = 0.05              # --nan-policy skip: stop once more of the run's steps were skipped
+
+    def __post_init__(self):
+        check_train_options(self)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["input_size"] = list(self.input_size)
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d) -> "TrainConfig":
+        if not isinstance(d, dict):
+            raise TrainOptionError(None, f"training options must be a JSON object, got {type(d).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown training options: {sorted(unknown)}")
-        d = dict(d)
-        if "input_size" in d:
-            d["input_size"] = tuple(d["input_size"])
+            raise TrainOptionError(sorted(unknown)[0], f"unknown training options: {sorted(unknown)}")
+        if "train" not in d:
+            raise TrainOptionError("train", "the training data is not given (option 'train', flag --data)")
         return cls(**d)
+
+
+class TrainOptionError(ValueError):
+    """A training option of the wrong kind or out of range; ``option`` names it (None: the whole config)."""
+
+    def __init__(self, option, what: str):
+        self.option = option
+        super().__init__(what)
+
+
+#: the allowed range of numeric options: (lowest, highest), None = unbounded; ints are checked as ints
+OPTION_RANGES = {"epochs": (1, None), "batch_size": (1, None), "lr": (0, None), "weight_decay": (0, None),
+                 "warmup_iters": (0, None), "final_lr_ratio": (0, 1), "workers": (0, None), "threads": (1, None),
+                 "val_every": (1, None), "max_iters_per_epoch": (1, None), "sigma": (0, None),
+                 "max_skipped_share": (0, 1)}
+#: options that must be strictly above their lowest value
+EXCLUSIVE_LOW = {"lr", "sigma"}
+
+
+def _kind_error(name: str, value, kind: str) -> TrainOptionError:
+    return TrainOptionError(name.split(".")[0], f"training option {name!r} must be {kind}, got {type(value).__name__} {value!r}")
+
+
+def _check_kind(name: str, value, hint) -> None:
+    """``value`` is of the annotated type ``hint`` (``int``, ``float``, ``bool``, ``str``, ``dict``, ``X | None``);
+    bools are not numbers and strings are not numbers (the readers' rule, for option files too)."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if value is None:
+            return
+        hint = next(a for a in args if a is not type(None))
+    if hint is bool:
+        ok, kind = isinstance(value, bool), "true or false"
+    elif hint is int:
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif hint is float:
+        ok, kind = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value), "a number"
+    elif typing.get_origin(hint) is tuple:
+        return
+    else:
+        ok, kind = isinstance(value, hint), {str: "a string", dict: "a JSON object"}.get(hint, hint.__name__)
+    if not ok:
+        raise _kind_error(name, value, kind)
+
+
+def _check_range(name: str, value) -> None:
+    low, high = OPTION_RANGES[name]
+    if value is None:
+        return
+    if name in EXCLUSIVE_LOW and not value > low:
+        raise TrainOptionError(name, f"training option {name!r} must be above {low}, got {value!r}")
+    if value < low or (high is not None and value > high):
+        span = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise TrainOptionError(name, f"training option {name!r} must be {span}, got {value!r}")
+
+
+def _input_size(value) -> tuple[int, int]:
+    """``(W, H)`` from a pair (or one side for both) of positive integers up to :data:`MAX_INPUT_SIDE`."""
+    pair = [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_INPUT_SIDE for v in pair)):
+        raise TrainOptionError("input_size", f"training option 'input_size' must be [W, H], two integers from 1 to "
+                                             f"{MAX_INPUT_SIDE}, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _check_augment(augment: dict) -> None:
+    fields = {f.name for f in dataclasses.fields(AugmentConfig)}
+    for key, value in augment.items():
+        if key not in fields:
+            raise TrainOptionError("augment", f"unknown augmentation option {key!r}; known: {', '.join(sorted(fields))}")
+        _check_kind(f"augment.{key}", value, float)
+
+
+def check_train_options(cfg: "TrainConfig") -> None:
+    """One rule for every option, from the annotations of :class:`TrainConfig` plus :data:`OPTION_RANGES`: a
+    config file's ``"epochs": "three"``, ``input_size: 0`` or ``batch_size: 0`` fails here, naming the option,
+    before any data is read or any file of the run folder is touched."""
+    hints = typing.get_type_hints(TrainConfig)
+    cfg.input_size = _input_size(cfg.input_size)
+    for f in dataclasses.fields(cfg):
+        if f.name != "input_size":
+            _check_kind(f.name, getattr(cfg, f.name), hints[f.name])
+        if f.name in OPTION_RANGES:
+            _check_range(f.name, getattr(cfg, f.name))
+    if cfg.nan_policy not in NAN_POLICIES:
+        raise TrainOptionError("nan_policy", f"training option 'nan_policy' must be one of {NAN_POLICIES}, "
+                                             f"got {cfg.nan_policy!r}")
+    _check_augment(cfg.augment)
 
 
 def skeleton_of(samples) -> tuple[str, list[int]]:

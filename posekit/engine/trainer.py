@@ -30,14 +30,16 @@ from posekit.config import DEFAULT_PADDING, PoseConfig
 from posekit.data.dataset import TopDownDataset
 from posekit.data.formats import load_samples
 from posekit.data.transforms import AugmentConfig
-from posekit.checkpoint import check_writable, load_checkpoint, save_checkpoint
+from posekit.checkpoint import check_writable, checkpoint_payload, load_weights, save_checkpoint
+from posekit.data.sample import require_people
 from posekit.engine.train_config import TrainConfig, build_train_codec, skeleton_of
 from posekit.losses import build_head_loss
 from posekit.models.base import CoordinateModel
 from posekit.models.heads import HEATMAP_OUTPUT_HEADS, build_pose_model
 from posekit.skeletons import get_skeleton, SKELETONS
 from posekit.training.context import StepProgress, TrainContext
-from posekit.training.guard import BufferSnapshot, guarded_step
+from posekit.training.guard import BufferSnapshot, check_finite_weights, check_skipped_share, guarded_step
+from posekit.training.run_folder import prepare_run_folder
 from posekit.training.runlog import RunLog
 from posekit.training.schedule import lr_factor
 from posekit.training.seeding import epoch_indices, seed_everything
@@ -86,7 +88,7 @@ class Trainer:
     """One training run of ``method`` (a :class:`~posekit.methods.base.Method`) as ``cfg`` describes it;
     ``cfg.method`` must name that method (it is what the run folder records)."""
 
-    def __init__(self, cfg: TrainConfig, method, *, resume: bool = False):
+    def __init__(self, cfg: TrainConfig, method, *, resume: bool = False, overwrite: bool = False):
         if method.name != cfg.method:
             raise ValueError(f"the training config names method {cfg.method!r}, but the trainer was handed "
                              f"{method.name!r}")
@@ -97,16 +99,20 @@ class Trainer:
         self.is_main = self.rank == 0
         self.device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{self.rank % max(1, torch.cuda.device_count())}")
         self.out = check_writable(cfg.out) if self.is_main else Path(cfg.out)
+        if self.is_main:  # before any data is read: a refused folder costs nothing
+            prepare_run_folder(self.out, resume=resume, overwrite=overwrite)
         seed_everything(cfg.seed)
         if cfg.threads:
             # Fewer threads than cores keeps training fast when other processes share the CPU: oversubscribed
             # intra-op threads slow a 2-core run several-fold.
             torch.set_num_threads(cfg.threads)
 
-        self.train_samples = method.select_samples(load_samples(cfg.train, skip_invalid=cfg.skip_invalid))
+        loaded = require_people(load_samples(cfg.train, skip_invalid=cfg.skip_invalid), "train on", source=cfg.train)
+        self.train_samples = method.select_samples(loaded)
         if not self.train_samples:
-            raise ValueError(f"no training samples in {cfg.train}")
-        self.val_samples = load_samples(cfg.val, skip_invalid=cfg.skip_invalid) if cfg.val else []
+            raise ValueError(f"method {cfg.method!r} kept none of the {len(loaded)} people of {cfg.train}")
+        self.val_samples = require_people(load_samples(cfg.val, skip_invalid=cfg.skip_invalid), "validate on",
+                                          source=cfg.val) if cfg.val else []
         self.skeleton, self.flip_index = skeleton_of(self.train_samples)
         self.num_keypoints = int(self.train_samples[0].keypoints.shape[0])
         self.codec = build_train_codec(cfg)
@@ -178,7 +184,7 @@ class Trainer:
         return self.pose_config.to_dict()
 
     def load_init(self, path) -> None:
-        payload = load_checkpoint(path)
+        payload, _ = checkpoint_payload(path, required=("model",))
         own = self.model.state_dict()
         source = dict(payload["model"])
         if isinstance(self.model, CoordinateModel) and not any(k.startswith("backbone.") for k in source):
@@ -190,6 +196,11 @@ class Trainer:
         if self.is_main:
             log.info("initialised %d/%d tensors from %s", len(state), len(own), path)
 
+    def save(self, name: str, payload: dict) -> None:
+        """Write a checkpoint of the run folder; weights that are not finite are never written (the run stops)."""
+        check_finite_weights(payload["model"], f"epoch {self.epoch}; {name} not written")
+        save_checkpoint(self.out / name, payload)
+
     def state(self) -> dict:
         return {"model": self.model.state_dict(), "config": self.model_config(),
                 "optimizer": self.optimizer.state_dict(), "epoch": self.epoch, "step": self.step, "best": self.best,
@@ -200,8 +211,8 @@ class Trainer:
         if not path.exists():
             log.info("no checkpoint at %s; starting fresh", path)
             return
-        payload = load_checkpoint(path)
-        self.model.load_state_dict(payload["model"])
+        payload, source = checkpoint_payload(path, required=("model", "optimizer", "epoch", "step", "best"))
+        load_weights(self.model, payload["model"], source, f"the {self.cfg.model!r} model of this run's options")
         self.optimizer.load_state_dict(payload["optimizer"])
         self.epoch, self.step, self.best = payload["epoch"], payload["step"], payload["best"]
         self.history = payload.get("history", [])
@@ -255,6 +266,7 @@ class Trainer:
             if refused:  # no weight update, the forward pass's BatchNorm updates undone
                 self.skipped_nonfinite += 1
                 log.warning("skipped step: %s (%d so far)", refused, self.skipped_nonfinite)
+                check_skipped_share(self.skipped_nonfinite, self.total_steps, cfg.max_skipped_share, refused)
                 self.step += 1
                 continue
             self.method.after_step(progress)
@@ -290,9 +302,9 @@ class Trainer:
                 metrics = self.validate()
                 record["val"] = {k: v for k, v in metrics.items() if not isinstance(v, dict)}
                 score = metrics.get("pck@0.2_torso", metrics.get("AP", 0.0))
-                if score == score and score > self.best:
+                if isinstance(score, float) and score == score and score > self.best:
                     self.best = score
-                    save_checkpoint(self.out / "best.pt", {"model": self.model.state_dict(), "config": self.model_config()})
+                    self.save("best.pt", {"model": self.model.state_dict(), "config": self.model_config()})
             if self.bad_images:
                 record["unreadable_images"] = sorted(self.bad_images)
             if self.skipped_nonfinite:
@@ -300,10 +312,10 @@ class Trainer:
             self.history.append(record)
             if self.is_main:
                 self.log.append(record)
-                save_checkpoint(self.out / "last.pt", self.state())
+                self.save("last.pt", self.state())
                 log.info("epoch %d: %s", self.epoch, {k: v for k, v in record.items() if k != "unreadable_images"})
         if self.is_main:
-            save_checkpoint(self.out / "model.pt", {"model": self.model.state_dict(), "config": self.model_config()})
+            self.save("model.pt", {"model": self.model.state_dict(), "config": self.model_config()})
         if self.world > 1:
             dist.barrier()
         return self.history[-1] if self.history else {}

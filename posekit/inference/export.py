@@ -9,13 +9,13 @@ from pathlib import Path
 
 import torch
 
-from posekit.checkpoint import load_model
+from posekit.checkpoint import CheckpointError, load_model
+from posekit.optional import import_extra
 
 
 def export_onnx(checkpoint, out, *, opset: int = 17, batch: int = 1) -> Path:
     """Write the checkpoint's network (image crops (N, 3, H, W) -> raw outputs) as ONNX with a dynamic batch axis."""
-    import onnx
-
+    onnx = import_extra("onnx", "onnx", "ONNX export")
     model, config = load_model(checkpoint)
     if hasattr(model, "reparameterize"):  # deploy form: fewer, plain convolutions
         model = model.reparameterize().eval()
@@ -33,11 +33,20 @@ def export_onnx(checkpoint, out, *, opset: int = 17, batch: int = 1) -> Path:
 
 
 def onnx_config(path) -> dict:
-    """The posekit config stored in an exported model: the dict layout (``PoseConfig.from_dict`` reads it)."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
+    """The posekit config stored in an exported model: the dict layout (``PoseConfig.from_dict`` reads it).
+    A file that is not an ONNX model, or one posekit did not export, is a CheckpointError naming it."""
+    onnx = import_extra("onnx", "onnx", "Reading an .onnx model")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"model not found: {path}")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf's DecodeError, onnx's own errors: the bytes are not an ONNX model
+        raise CheckpointError(path, f"not an ONNX model ({type(err).__name__}: "
+                                    f"{next(iter(str(err).splitlines()), '')})") from None
     for entry in proto.metadata_props:
         if entry.key == "posekit_config":
-            return json.loads(entry.value)
-    raise ValueError(f"{path}: no posekit_config metadata: not exported by `posekit export`")
+            try:
+                return json.loads(entry.value)
+            except ValueError as err:
+                raise CheckpointError(path, f"its posekit_config metadata is not JSON ({err})") from None
+    raise CheckpointError(path, "no posekit_config metadata: not exported by `posekit export`")

@@ -17,7 +17,8 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
-from posekit.checkpoint import load_model
+from posekit.checkpoint import CheckpointError, load_model
+from posekit.optional import import_extra
 from posekit.codecs import HeatmapCodec
 from posekit.config import PoseConfig
 from posekit.data.io import read_image
@@ -61,11 +62,9 @@ class Predictor:
         if backend == "torch":
             self.model = model.to(self.device).eval()
         elif backend == "onnx":
-            import onnxruntime as ort
             if onnx_path is None:
                 raise ValueError("backend 'onnx' needs onnx_path (write one with `posekit export`)")
-            opts = ort.SessionOptions()
-            self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+            self.session = onnx_session(onnx_path)
             self.model = None
         else:
             raise ValueError(f"unknown backend {backend!r}; use 'torch' or 'onnx'")
@@ -78,7 +77,13 @@ class Predictor:
     @classmethod
     def from_onnx(cls, path, **kwargs) -> "Predictor":
         from posekit.inference.export import onnx_config
-        return cls(None, onnx_config(path), backend="onnx", onnx_path=path, **kwargs)
+        try:
+            config = PoseConfig.from_dict(onnx_config(path))
+        except CheckpointError:
+            raise
+        except ValueError as err:
+            raise CheckpointError(path, str(err)) from None
+        return cls(None, config, backend="onnx", onnx_path=path, **kwargs)
 
     @classmethod
     def load(cls, path, *, backend: str = "torch", detector=None, **kwargs) -> "Predictor":
@@ -219,6 +224,15 @@ class Predictor:
                 yield from flush()
         if pending:
             yield from flush()
+
+
+def onnx_session(path):
+    """An ONNX Runtime session on the CPU; a graph it cannot run is a CheckpointError naming the file."""
+    ort = import_extra("onnxruntime", "onnx", "The ONNX backend")
+    try:
+        return ort.InferenceSession(str(path), ort.SessionOptions(), providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own Fail / InvalidGraph / RuntimeException types
+        raise CheckpointError(path, f"ONNX Runtime cannot run it ({next(iter(str(err).splitlines()), '')})") from None
 
 
 def fuse_flipped_heatmaps(heatmaps: np.ndarray, matrices: np.ndarray, flipped: np.ndarray, flip_index,

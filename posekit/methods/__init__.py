@@ -34,7 +34,8 @@ def method_for(cfg) -> Method:
     return build_method(cfg.method, **cfg.method_kwargs)
 
 
-def build_trainer(cfg, *, resume: bool = False):
-    """``Trainer(cfg, method_for(cfg), resume=resume)``: a trainer for the method the config names."""
+def build_trainer(cfg, *, resume: bool = False, overwrite: bool = False):
+    """``Trainer(cfg, method_for(cfg), resume=resume, overwrite=overwrite)``: a trainer for the method the config
+    names (``overwrite``: replace a previous run in ``cfg.out`` instead of refusing to start)."""
     from posekit.engine.trainer import Trainer
-    return Trainer(cfg, method_for(cfg), resume=resume)
+    return Trainer(cfg, method_for(cfg), resume=resume, overwrite=overwrite)

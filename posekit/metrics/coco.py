@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 __all__ = ["COCO_KEYPOINT_STATS", "coco_oks_ap", "samples_to_coco"]
+
+log = logging.getLogger(__name__)
 
 #: COCOeval.stats for iouType="keypoints", in order.
 COCO_KEYPOINT_STATS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -31,31 +33,61 @@ def _load_coco(gt):
     from pycocotools.coco import COCO
 
     if isinstance(gt, COCO):
-        return gt
+        return gt, "ground truth"
     if isinstance(gt, (str, os.PathLike)):
-        with open(gt) as f:
-            dataset = json.load(f)
+        from posekit.data.io import load_json
+        dataset = load_json(gt)  # a missing or broken file: a DataError naming it
         source = str(gt)
     elif isinstance(gt, Mapping):
         dataset = copy.deepcopy(dict(gt))  # COCOeval writes 'ignore' flags into the annotations
         source = "ground-truth dict"
     else:
         raise TypeError(f"gt must be a COCO json path, a COCO-format dict or a pycocotools COCO, got {type(gt)}")
+    if not isinstance(dataset, dict):
+        raise ValueError(f"{source}: COCO ground truth must be an object, got {type(dataset).__name__}")
     for key in ("images", "annotations", "categories"):
         if key not in dataset:
             raise ValueError(f"{source}: COCO ground truth has no {key!r}")
-    for ann in dataset["annotations"]:
-        missing = [key for key in ("id", "image_id", "category_id", "keypoints", "num_keypoints", "area", "bbox")
-                   if key not in ann]
-        if missing:
-            raise ValueError(f"{source}: annotation {ann.get('id', '?')} lacks {missing} (needed by COCOeval)")
-        if ann["id"] == 0:
-            # COCOeval stores matched gt ids in a zero-initialised array: id 0 would read as "unmatched".
-            raise ValueError(f"{source}: annotation id 0 is not allowed (COCOeval treats it as no match)")
+    _check_ground_truth(dataset, source)
     coco = COCO()
     coco.dataset = dataset
     _quiet(coco.createIndex)
-    return coco
+    return coco, source
+
+
+def _check_ground_truth(dataset: dict, source: str) -> None:
+    """Every annotation has what COCOeval reads, as numbers (the readers' own rule,
+    :func:`posekit.data.formats.coco_fields.check_annotation_fields`): DataError naming the record otherwise."""
+    from posekit.data.formats._common import as_int
+    from posekit.data.formats.coco_fields import check_annotation_fields, check_image_size_fields
+    from posekit.data.sample import DataError
+
+    for key in ("images", "annotations"):
+        if not isinstance(dataset[key], list):
+            raise DataError(source, f"COCO ground truth {key!r} must be a list, got {type(dataset[key]).__name__}")
+    sizes = {}
+    for index, image in enumerate(dataset["images"]):
+        if not isinstance(image, dict) or "id" not in image:
+            raise DataError(source, "image entry must be an object with an 'id'", f"image #{index}")
+        image_id = as_int(image["id"], source, f"image #{index}", "image id")
+        sizes[image_id] = check_image_size_fields(image, source, f"image {image_id}")
+    for index, ann in enumerate(dataset["annotations"]):
+        if not isinstance(ann, dict):
+            raise DataError(source, f"annotation must be an object, got {type(ann).__name__}", f"annotation #{index}")
+        record = f"annotation {ann.get('id', '#' + str(index))}"
+        missing = [key for key in ("id", "image_id", "category_id", "keypoints", "num_keypoints", "area", "bbox")
+                   if key not in ann]
+        if missing:
+            raise DataError(source, f"lacks {missing} (needed by COCOeval)", record)
+        check_annotation_fields(ann, source, record, sizes.get(ann["image_id"]))
+        if ann["id"] == 0:
+            # COCOeval stores matched gt ids in a zero-initialised array: id 0 would read as "unmatched".
+            raise DataError(source, "annotation id 0 is not allowed (COCOeval treats it as no match)", record)
+
+
+def _scored_people(annotations) -> int:
+    """How many ground-truth people OKS AP can score: COCOeval ignores crowd and ``num_keypoints == 0``."""
+    return sum(1 for a in annotations if a["num_keypoints"] > 0 and not a.get("iscrowd", 0))
 
 
 def _to_coco_results(predictions: Sequence[dict], default_category: int, num_keypoints: int) -> list[dict]:
@@ -92,11 +124,12 @@ def coco_oks_ap(gt, predictions: Sequence[dict], sigmas=None) -> dict:
     sigmas: (K,) per-keypoint OKS sigmas (``skeleton.sigmas``); None = pycocotools' COCO-17 defaults (K must be 17).
     Returns ``{"AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"}`` as floats; COCOeval's
     -1 ("no such objects", e.g. APm with no medium people) becomes NaN. With no predictions at all every
-    value is 0.0 when the ground truth has people.
+    value is 0.0. When the ground truth has no person COCOeval can score (every ``num_keypoints`` 0, or all
+    crowd), AP is unavailable: every value is None and a warning says why.
     """
     from pycocotools.cocoeval import COCOeval
 
-    coco_gt = _load_coco(gt)
+    coco_gt, source = _load_coco(gt)
     annotations = coco_gt.dataset["annotations"]
     gt_k = {len(a["keypoints"]) // 3 for a in annotations}
     if len(gt_k) > 1:
@@ -115,9 +148,12 @@ def coco_oks_ap(gt, predictions: Sequence[dict], sigmas=None) -> dict:
     unknown = {r["image_id"] for r in results} - set(coco_gt.getImgIds())
     if unknown:
         raise ValueError(f"predictions refer to image ids not in the ground truth: {sorted(unknown)[:10]}")
+    if not _scored_people(annotations):
+        log.warning("%s: OKS AP unavailable: no ground-truth person has num_keypoints > 0 without iscrowd "
+                    "(COCOeval ignores the rest); reported as null", source)
+        return {name: None for name in COCO_KEYPOINT_STATS}
     if not results:
-        has_people = any(a.get("num_keypoints", 0) > 0 and not a.get("iscrowd", 0) for a in annotations)
-        return {name: (0.0 if has_people else math.nan) for name in COCO_KEYPOINT_STATS}
+        return {name: 0.0 for name in COCO_KEYPOINT_STATS}
 
     coco_dt = _quiet(coco_gt.loadRes, results)
     evaluator = COCOeval(coco_gt, coco_dt, iouType="keypoints")

@@ -13,7 +13,8 @@ import torch
 
 from posekit.losses import check_finite
 
-__all__ = ["BufferSnapshot", "all_finite", "guarded_step", "NAN_POLICIES"]
+__all__ = ["BufferSnapshot", "all_finite", "guarded_step", "check_skipped_share", "check_finite_weights",
+           "NAN_POLICIES"]
 
 #: what to do with a non-finite step: stop the run, or skip the step (nothing changes) and go on
 NAN_POLICIES = ("raise", "skip")
@@ -63,3 +64,25 @@ def guarded_step(loss: torch.Tensor, optimizers: Sequence[torch.optim.Optimizer]
     for optimizer in optimizers:
         optimizer.step()
     return None
+
+
+def check_skipped_share(skipped: int, total_steps: int, max_share: float, last_reason: str) -> None:
+    """FloatingPointError once more than ``max_share`` of a run's ``total_steps`` were skipped as non-finite.
+
+    A few skipped steps are a bad batch; many are a diverging run, and skipping on leaves finite but exploded
+    weights that exit 0 and fail later. The budget is a share of the whole run, so a run that goes bad early
+    stops as soon as it is spent, not at the end.
+    """
+    if skipped > max_share * total_steps:
+        raise FloatingPointError(
+            f"stopped: {skipped} steps were skipped for non-finite values, more than {max_share:.0%} of the run's "
+            f"{total_steps} steps (max_skipped_share); training diverges: lower the learning rate or check the data "
+            f"(last: {last_reason})")
+
+
+def check_finite_weights(state: dict, where: str) -> None:
+    """FloatingPointError naming the tensors of a state dict that hold NaN or inf (a checkpoint must not)."""
+    bad = [name for name, t in state.items() if torch.is_tensor(t) and t.is_floating_point()
+           and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise FloatingPointError(f"non-finite weights in {len(bad)} tensor(s) ({', '.join(bad[:3])}) at {where}")

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 from pathlib import Path
+from posekit.strict_json import dumps_strict
 
 __all__ = ["RunLog", "logged_epoch"]
 
@@ -33,7 +34,7 @@ class RunLog:
 
     def append(self, record: dict) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps(record, default=float) + "\n")
+            f.write(dumps_strict(record) + "\n")
 
     def trim(self, epoch: int) -> None:
         """Keep the lines of epochs <= ``epoch`` (none for a fresh run); rewritten atomically, only if needed."""

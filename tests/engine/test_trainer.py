@@ -68,7 +68,8 @@ def test_nonfinite_loss_is_reported_or_skipped(tmp_path, tiny_data, monkeypatch)
                         lambda batch, progress: {"loss": real_step(batch, progress)["loss"] * float("nan")})
     with pytest.raises(FloatingPointError, match="epoch 1, step 0"):
         trainer.fit()
-    skipping = build_trainer(config(tmp_path / "s", tiny_data, val=None, epochs=1, nan_policy="skip"))
+    skipping = build_trainer(config(tmp_path / "s", tiny_data, val=None, epochs=1, nan_policy="skip",
+                                    max_skipped_share=1.0))  # every step may be skipped (default: 5 %)
     monkeypatch.setattr(skipping.method, "training_step",
                         lambda batch, progress: {"loss": torch.tensor(float("nan"), requires_grad=True)})
     skipping.fit()

@@ -150,9 +150,13 @@ def test_log_has_each_epoch_once_after_a_crash_between_log_and_checkpoint(tmp_pa
     assert [r["epoch"] for r in log_records(out)] == [1, 2, 3]
 
 
-def test_fresh_run_in_a_used_folder_starts_a_fresh_log(tmp_path, tiny_data):
+def test_fresh_run_in_a_used_folder_is_refused_unless_overwrite(tmp_path, tiny_data):
     build_trainer(config(tmp_path / "run", tiny_data, epochs=1)).fit()
-    build_trainer(config(tmp_path / "run", tiny_data, epochs=2)).fit()  # no resume: a new run
+    before = (tmp_path / "run" / "model.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="holds a previous run .*--resume.*--overwrite"):
+        build_trainer(config(tmp_path / "run", tiny_data, epochs=2))  # no resume, no overwrite: refused
+    assert (tmp_path / "run" / "model.pt").read_bytes() == before  # nothing of the previous run touched
+    build_trainer(config(tmp_path / "run", tiny_data, epochs=2), overwrite=True).fit()  # a new run, from scratch
     assert [r["epoch"] for r in log_records(tmp_path / "run")] == [1, 2]
 
 

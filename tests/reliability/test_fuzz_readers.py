@@ -185,7 +185,7 @@ COCO_CASES = {
     "keypoints_string": ({"annotations.0.keypoints": "1,2,2"}, "list of numbers", True),
     "keypoints_nested": ({"annotations.0.keypoints": [[1, 2, 2]] * 17}, "shape", True),
     "keypoints_ragged": ({"annotations.0.keypoints": [1, [2, 3], 2]}, "must be numbers", True),
-    "keypoints_null_inside": ({"annotations.0.keypoints": [None] * 51}, "NaN or infinite", True),  # null -> NaN
+    "keypoints_null_inside": ({"annotations.0.keypoints": [None] * 51}, "must be numbers", True),  # null: no number
     "keypoints_not_multiple_of_3": ({"annotations.0.keypoints": flat_keypoints()[:-1]}, "multiple of 3", True),
     "keypoints_empty": ({"annotations.0.keypoints": []}, "multiple of 3", True),
     "keypoints_wrong_count_for_category": ({"annotations.0.keypoints": flat_keypoints(16)}, "declares 17", True),
@@ -199,7 +199,7 @@ COCO_CASES = {
     "bbox_nan": ({"annotations.0.bbox": [1, NAN, 3, 4]}, "NaN or infinite", True),
     "bbox_zero_width": ({"annotations.0.bbox": [1, 2, 0, 4]}, "non-positive", True),
     "bbox_negative_height": ({"annotations.0.bbox": [1, 2, 3, -4]}, "non-positive", True),
-    "bbox_outside_image": ({"annotations.0.bbox": [100, 100, 5, 5]}, "lies outside", True),
+    "bbox_outside_image": ({"annotations.0.bbox": [100, 100, 5, 5]}, "outside the 40x50 image", True),
     "bbox_beyond_float32": ({"annotations.0.bbox": [0, 0, 1e39, 5]}, ..., True),  # clipped to the image, or refused
     "duplicate_annotation_id": ({"annotations.1.id": 10}, "duplicate annotation id 10", True),
     "duplicate_image_id": ({"images.1.id": 1}, "duplicate image id 1", True),
@@ -237,7 +237,7 @@ def test_coco_known_answers_for_legal_oddities(coco_dir):
     doc = coco_case(base_coco(), {
         "annotations.0.keypoints.0": -5.0, "annotations.0.keypoints.1": -6.0,  # labelled, outside the image: kept
         "annotations.1.id": 11.0,                                                # integral float id is an id
-        "annotations.2.bbox": [50, 30, 100, 100],                                # clipped to the 60x40 image
+        "annotations.2.bbox": [50, 30, 30, 25],                                  # clipped to the 60x40 image
     })
     doc["annotations"].append({"id": 13, "image_id": 1, "iscrowd": 1, "keypoints": flat_keypoints(), "bbox": [1, 1, 5, 5]})
     doc["annotations"].append({"id": 14, "image_id": 1, "keypoints": flat_keypoints(labelled=()), "bbox": [1, 1, 5, 5]})
@@ -370,7 +370,7 @@ MPII_CASES = {
     "center_beyond_float32": ({"0.center": [1e39, 25]}, "", True),
     "scale_zero": ({"0.scale": 0}, "scale must be positive", True),
     "scale_negative": ({"0.scale": -1}, "scale must be positive", True),
-    "scale_list": ({"0.scale": [0.2]}, "scale has shape", True),
+    "scale_list": ({"0.scale": [0.2]}, "scale must be a number", True),
     "scale_nan": ({"0.scale": NAN}, "NaN or infinite", True),
     "scale_huge": ({"0.scale": 1e300}, "", True),
     "scale_tiny": ({"0.scale": 1e-300}, "", True),
@@ -622,7 +622,7 @@ DET_CASES = {
     "bbox_short": ([{"image_id": 1, "bbox": [1, 1, 2], "score": 1}], "bbox has shape"),
     "bbox_beyond_float32": ([{"image_id": 1, "bbox": [1, 1, 1e39, 2], "score": 1}], ""),
     "score_nan": ([{"image_id": 1, "bbox": [1, 1, 2, 2], "score": NAN}], "NaN or infinite"),
-    "score_string": ([{"image_id": 1, "bbox": [1, 1, 2, 2], "score": "high"}], "must be numbers"),
+    "score_string": ([{"image_id": 1, "bbox": [1, 1, 2, 2], "score": "high"}], "score must be a number"),
     "image_id_float": ([{"image_id": 1.5, "bbox": [1, 1, 2, 2], "score": 1}], "must be an integer"),
     "category_null": ([{"image_id": 1, "category_id": None, "bbox": [1, 1, 2, 2], "score": 1}], "must be an integer"),
 }

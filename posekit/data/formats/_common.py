@@ -10,7 +10,7 @@ import pathlib
 import numpy as np
 
 from posekit.data.io import resolve_inside
-from posekit.data.sample import DataError
+from posekit.data.sample import DataError, SampleList
 from posekit.skeletons import SKELETONS, skeleton_for
 
 logger = logging.getLogger("posekit.data.formats")
@@ -34,6 +34,19 @@ class Problems:
         self.skip_invalid = bool(skip_invalid)
         self.report = report
         self.errors: list[DataError] = []
+        self.skipped: dict[str, int] = {}  # records skipped by rule, not errors: reason -> count
+
+    def skip(self, reason: str) -> None:
+        """Count one record left out by the format's own rules (crowd, no labelled joint, ...)."""
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def count(self, reason: str) -> int:
+        return self.skipped.get(reason, 0)
+
+    def result(self, samples, records: int, unit: str) -> SampleList:
+        """The reader's return value: the samples with what was skipped (invalid records included)."""
+        skipped = {**self.skipped, "invalid (skipped)": len(self.errors)}
+        return SampleList(samples, source=self.source, records=records, unit=unit, skipped=skipped)
 
     def bad(self, error: DataError) -> None:
         if not self.skip_invalid:
@@ -58,7 +71,7 @@ def list_some(items, separator: str = "; ") -> str:
 
 def as_int(value, path, record, what: str) -> int:
     """An integer id/flag; integral floats (``3.0``) are accepted, bools and strings are not."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_number(value):
         raise DataError(path, f"{what} must be an integer, got {type(value).__name__} {value!r}", record)
     if isinstance(value, numbers.Integral):
         return int(value)
@@ -67,10 +80,49 @@ def as_int(value, path, record, what: str) -> int:
     return int(value)
 
 
+def is_number(value) -> bool:
+    """The one rule for a number in an annotation file: an int or float, not a bool and not a string.
+
+    NumPy would quietly read ``"12"`` as 12.0 and ``true`` as 1.0, and pycocotools would crash on the
+    string later: training and evaluation must refuse the same records, so both ask this.
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def first_non_number(value):
+    """``(index path, leaf)`` of the first leaf of a nested list that is not a number, else None."""
+    for index, item in enumerate(value):
+        if type(item) in (int, float):  # the common case, kept fast for files with millions of numbers
+            continue
+        if isinstance(item, (list, tuple)):
+            found = first_non_number(item)
+            if found is not None:
+                return (index, *found[0]), found[1]
+        elif not is_number(item):
+            return (index,), item
+    return None
+
+
+def as_number(value, path, record, what: str) -> float:
+    """One finite number (the :func:`is_number` rule), within the float32 range."""
+    if not is_number(value):
+        raise DataError(path, f"{what} must be a number, got {type(value).__name__} {value!r}", record)
+    return float(as_float_array([value], (1,), path, record, what)[0])
+
+
 def as_float_array(value, shape: tuple, path, record, what: str) -> np.ndarray:
-    """A float64 array of exactly ``shape`` (``-1`` = any length) with only finite numbers."""
-    if isinstance(value, (str, bytes, dict)) or value is None:
+    """A float64 array of exactly ``shape`` (``-1`` = any length) with only finite numbers (:func:`is_number`)."""
+    if not isinstance(value, (list, tuple, np.ndarray)):
         raise DataError(path, f"{what} must be a list of numbers, got {type(value).__name__}", record)
+    if not isinstance(value, np.ndarray):
+        try:
+            found = first_non_number(value)
+        except RecursionError:
+            raise DataError(path, f"{what} is nested too deeply", record) from None
+        if found is not None:
+            where, leaf = found
+            at = "".join(f"[{i}]" for i in where)
+            raise DataError(path, f"{what} must be numbers, but {what}{at} is {type(leaf).__name__} {leaf!r}", record)
     try:
         array = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:

@@ -8,24 +8,23 @@ else that is wrong with a record is a :class:`~posekit.data.sample.DataError`.
 from __future__ import annotations
 
 import logging
-import math
 import pathlib
 import re
 
 import numpy as np
 
 from posekit.data.formats._common import (
-    Problems, as_float_array, as_int, check_box_file_name, clip_box, float32_box, pick_image_root,
+    Problems, as_float_array, as_int, clip_box, float32_box, pick_image_root,
     resolve_file, skeleton_name, xywh_to_xyxy, xyxy_to_xywh,
 )
 from posekit.data.formats.base import DataFormat, register_format
+from posekit.data.formats.coco_detections import PERSON_CATEGORY_ID, read_coco_detections
+from posekit.data.formats.coco_fields import check_annotation_fields, check_area, check_image_size_fields, iscrowd_flag
+from posekit.data.formats.plausible import check_box_near_image, check_keypoints_near_image
 from posekit.data.io import image_size, load_json
 from posekit.data.sample import DataError, Sample
 
 logger = logging.getLogger(__name__)
-
-#: COCO's category id for people; detection results of other categories are ignored.
-PERSON_CATEGORY_ID = 1
 
 _SPLIT_FROM_NAME = re.compile(r"^(?:person_keypoints|instances|image_info)_(?P<split>.+)$")
 
@@ -105,13 +104,7 @@ class _ImageTable:
             file_name = entry.get("file_name")
             if not isinstance(file_name, str) or not file_name:
                 raise DataError(self.path, f"image 'file_name' must be a non-empty string, got {file_name!r}", record)
-            for key in ("width", "height"):
-                if key in entry:
-                    value = entry[key]
-                    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
-                            or not math.isfinite(value)):
-                        raise DataError(self.path, f"image {key!r} must be a finite positive number, got {value!r}",
-                                        record)
+            check_image_size_fields(entry, self.path, record)
         except DataError:
             self.rejected.add(image_id)
             raise
@@ -126,10 +119,7 @@ class _ImageTable:
                 image_path = resolve_file(image_root, entry["file_name"], self.path, record)
                 if not image_path.is_file():
                     raise DataError(self.path, f"image file not found: {image_path}", record)
-                if "width" in entry and "height" in entry:
-                    size = (float(entry["width"]), float(entry["height"]))
-                else:
-                    size = tuple(float(v) for v in image_size(image_path))
+                size = self._checked_size(entry, image_path, record)
             except DataError as err:
                 self.rejected.add(image_id)
                 if err.path != str(self.path):  # an unreadable image: name the annotation file too
@@ -137,6 +127,16 @@ class _ImageTable:
                 raise err from None
             self._resolved[image_id] = (str(image_path), size)
         return self._resolved[image_id]
+
+    def _checked_size(self, entry: dict, image_path, record) -> tuple[float, float]:
+        """The image's size from its header; a declared ``width`` / ``height`` must agree with it (either way
+        round: the header size is after the EXIF rotation), since keypoints are checked against it."""
+        width, height = (float(v) for v in image_size(image_path))
+        declared = check_image_size_fields(entry, self.path, record)
+        if declared is not None and declared not in ((width, height), (height, width)):
+            raise DataError(self.path, f"declared image size {declared[0]:g}x{declared[1]:g} but the file "
+                                       f"{image_path} is {width:g}x{height:g}", record)
+        return width, height
 
 
 def read_coco(ann_file, image_root=None, *, skip_invalid=False, report=None, min_keypoints=1) -> list[Sample]:
@@ -175,12 +175,11 @@ def read_coco(ann_file, image_root=None, *, skip_invalid=False, report=None, min
 
     samples: list[Sample] = []
     seen_ann_ids: set[int] = set()
-    counts = {"crowd": 0, "few_keypoints": 0, "other_category": 0}
     global_k: list[int] = []  # keypoint count fixed by the first annotation when categories do not say
     for index, ann in enumerate(annotations):
         try:
             sample = _read_annotation(index, ann, path, root, table, category_names, global_k, seen_ann_ids,
-                                      min_keypoints, counts)
+                                      min_keypoints, problems)
         except DataError as err:
             problems.bad(err)
             continue
@@ -188,15 +187,33 @@ def read_coco(ann_file, image_root=None, *, skip_invalid=False, report=None, min
             samples.append(sample)
 
     problems.warn_summary()
+    _warn_num_keypoints_mismatch(path, problems.count(NUM_KEYPOINTS_DISAGREE))
     logger.info("%s: %d samples from %d images (images in %s); skipped %d crowd, %d with fewer than %d "
                 "labelled keypoints, %d of other categories, %d invalid", path, len(samples),
-                len({s.image_id for s in samples}), root, counts["crowd"], counts["few_keypoints"], min_keypoints,
-                counts["other_category"], len(problems.errors))
-    return samples
+                len({s.image_id for s in samples}), root, problems.count("crowd"), problems.count(FEW_KEYPOINTS),
+                min_keypoints, problems.count("of other categories"), len(problems.errors))
+    problems.skipped.pop(NUM_KEYPOINTS_DISAGREE, None)  # counted, but those people were not skipped
+    if min_keypoints != 1 and FEW_KEYPOINTS in problems.skipped:
+        problems.skipped[f"with fewer than {min_keypoints} labelled keypoints"] = problems.skipped.pop(FEW_KEYPOINTS)
+    return problems.result(samples, len(annotations), "annotations")
+
+
+#: skip reasons (also the words of the "no usable person" error)
+FEW_KEYPOINTS = "with no labelled keypoint"
+NUM_KEYPOINTS_DISAGREE = "num_keypoints disagrees with the keypoints"
+
+
+def _warn_num_keypoints_mismatch(path, count: int) -> None:
+    """pycocotools ignores people whose ``num_keypoints`` is 0 while posekit counts the labelled keypoints
+    themselves: say when the two disagree, since OKS AP and PCK then score different people."""
+    if count:
+        logger.warning("%s: %d annotation(s) have a num_keypoints that disagrees with their labelled keypoints "
+                       "(v > 0); posekit uses the keypoints, OKS AP (pycocotools) ignores people with "
+                       "num_keypoints 0", path, count)
 
 
 def _read_annotation(index, ann, path, root, table: _ImageTable, category_names, global_k, seen_ann_ids,
-                     min_keypoints, counts) -> Sample | None:
+                     min_keypoints, problems: Problems) -> Sample | None:
     if not isinstance(ann, dict):
         raise DataError(path, f"annotation must be an object, got {type(ann).__name__}", f"annotation #{index}")
     if "id" not in ann:
@@ -206,12 +223,14 @@ def _read_annotation(index, ann, path, root, table: _ImageTable, category_names,
     if ann_id in seen_ann_ids:
         raise DataError(path, f"duplicate annotation id {ann_id}", record)
     seen_ann_ids.add(ann_id)
+    check_annotation_fields(ann, path, record)  # the numbers, as evaluation checks them too
 
     if "image_id" not in ann:
         raise DataError(path, "annotation without 'image_id'", record)
     image_id = as_int(ann["image_id"], path, record, "image_id")
     if image_id in table.rejected:
-        return None  # the image was reported already
+        problems.skip("on images already reported")
+        return None
     if image_id not in table.entries:
         raise DataError(path, f"annotation refers to unknown image_id {image_id}", record)
 
@@ -220,36 +239,39 @@ def _read_annotation(index, ann, path, root, table: _ImageTable, category_names,
         if "category_id" in ann:
             category_id = as_int(ann["category_id"], path, record, "category_id")
             if category_id not in category_names:
-                counts["other_category"] += 1
+                problems.skip("of other categories")
                 return None
             names = category_names[category_id]
         elif len(category_names) == 1:
             names = next(iter(category_names.values()))
-    crowd = ann.get("iscrowd", 0)
-    if as_int(int(crowd) if isinstance(crowd, bool) else crowd, path, record, "iscrowd"):
-        counts["crowd"] += 1
+    if iscrowd_flag(ann.get("iscrowd", 0), path, record):
+        problems.skip("crowd")
         return None
 
     keypoints = _parse_keypoints(ann, path, record, names, global_k)
-    if int(np.count_nonzero(keypoints[:, 2] > 0)) < min_keypoints:
-        counts["few_keypoints"] += 1
+    labelled = int(np.count_nonzero(keypoints[:, 2] > 0))
+    if "num_keypoints" in ann and as_int(ann["num_keypoints"], path, record, "num_keypoints") != labelled:
+        problems.skip(NUM_KEYPOINTS_DISAGREE)
+    if labelled < min_keypoints:
+        problems.skip(FEW_KEYPOINTS)
         return None
 
     if "bbox" not in ann:
         raise DataError(path, "annotation without 'bbox'", record)
     box = as_float_array(ann["bbox"], (4,), path, record, "bbox")
     float32_box(box, path, record, "bbox")  # no area (even if only once rounded to float32): an error
-    image_path, (width, height) = table.file_and_size(image_id, root)
-    clipped = xyxy_to_xywh(clip_box(xywh_to_xyxy(box), width, height))
+    image_path, size = table.file_and_size(image_id, root)
+    check_box_near_image(box, size, path, record, "bbox")
+    check_keypoints_near_image(keypoints, size, path, record)
+    clipped = xyxy_to_xywh(clip_box(xywh_to_xyxy(box), *size))
     if clipped[2] <= 0 or clipped[3] <= 0:
-        raise DataError(path, f"bbox {box.tolist()} lies outside the {width:g}x{height:g} image", record)
+        raise DataError(path, f"bbox {box.tolist()} lies outside the {size[0]:g}x{size[1]:g} image", record)
 
     num_keypoints = len(keypoints)
     skeleton = skeleton_name(num_keypoints, names)
-    extra = {"image_size": (width, height)}
-    area = ann.get("area")
-    if isinstance(area, (int, float)) and not isinstance(area, bool):
-        extra["area"] = float(area)
+    extra = {"image_size": size}
+    if "area" in ann:
+        extra["area"] = check_area(ann["area"], path, record, size)
     if names is not None and skeleton.startswith("custom"):
         extra["keypoint_names"] = names
     entry = table.entries[image_id]
@@ -281,60 +303,6 @@ def _parse_keypoints(ann, path, record, names, global_k) -> np.ndarray:
     keypoints = keypoints.astype(np.float32)
     keypoints[flags == 0, :2] = 0.0
     return keypoints
-
-
-def _detection_entries(det_file, *, require_image_id: bool, image_root=None):
-    """Validated person detections: list of (image_id | None, file_name | None, box xywh (4,) f32, score).
-
-    Entries of other categories and boxes with no area are skipped (logged), not errors. With
-    ``image_root``, file names are checked to stay inside it and returned as posix paths relative to it.
-    """
-    path = pathlib.Path(det_file)
-    data = load_json(path)
-    if not isinstance(data, list):
-        raise DataError(path, f"a COCO detection-results file must be a JSON list, got {type(data).__name__}")
-    entries, empty_boxes = [], 0
-    for index, det in enumerate(data):
-        record = f"detection #{index}"
-        if not isinstance(det, dict):
-            raise DataError(path, f"detection must be an object, got {type(det).__name__}", record)
-        if "category_id" in det and as_int(det["category_id"], path, record, "category_id") != PERSON_CATEGORY_ID:
-            continue
-        image_id = as_int(det["image_id"], path, record, "image_id") if "image_id" in det else None
-        file_name = det.get("file_name")
-        if file_name is not None and (not isinstance(file_name, str) or not file_name):
-            raise DataError(path, f"'file_name' must be a non-empty string, got {file_name!r}", record)
-        if file_name is not None and image_root is not None:
-            file_name = check_box_file_name(image_root, file_name, path, record)
-        if image_id is None and (require_image_id or file_name is None):
-            raise DataError(path, "detection without 'image_id'", record)
-        for key in ("bbox", "score"):
-            if key not in det:
-                raise DataError(path, f"detection without {key!r}", record)
-        box = as_float_array(det["bbox"], (4,), path, record, "bbox").astype(np.float32)
-        score = float(as_float_array([det["score"]], (1,), path, record, "score")[0])
-        if box[2] <= 0 or box[3] <= 0:
-            empty_boxes += 1
-            continue
-        entries.append((image_id, file_name, box, score))
-    if empty_boxes:
-        logger.warning("%s: ignored %d detections with zero width or height", path, empty_boxes)
-    return entries
-
-
-def read_coco_detections(det_file, *, score_threshold=0.0) -> dict[int, list[tuple[np.ndarray, float]]]:
-    """Person boxes from a COCO detection-results list (``image_id, category_id, bbox, score``).
-
-    Returns image_id -> [(box xywh (4,) float32, score)], highest score first, keeping detections
-    with ``score >= score_threshold``. Entries with another ``category_id`` than 1 (person) are ignored.
-    """
-    by_image: dict[int, list[tuple[np.ndarray, float]]] = {}
-    for image_id, _, box, score in _detection_entries(det_file, require_image_id=True):
-        if score >= score_threshold:
-            by_image.setdefault(image_id, []).append((box, score))
-    for boxes in by_image.values():
-        boxes.sort(key=lambda item: -item[1])  # stable: equal scores keep file order
-    return by_image
 
 
 __all__ = ["read_coco", "read_coco_detections", "default_image_roots", "split_from_annotation_name",

@@ -17,7 +17,7 @@ from posekit.data.formats._common import (
     clip_box, is_image_file, list_some, numeric_stem, xywh_to_xyxy, xyxy_to_xywh,
 )
 from posekit.data.formats.base import DataFormat, register_format
-from posekit.data.formats.coco import _detection_entries
+from posekit.data.formats.coco_detections import _detection_entries
 from posekit.data.io import IMAGE_EXTENSIONS, image_size, resolve_inside
 from posekit.data.sample import DataError, Sample
 

@@ -12,7 +12,9 @@ Visibility mapping: visible -> v = 2; not visible -> v = 0 with x = y = 0. posek
 on joints with v > 0, and LSP's PCK is computed on visible joints only, so occluded joints (whose LSPET
 positions are Mechanical-Turk guesses, often outside the image) are treated as unlabelled. Their
 coordinates are kept as written in ``extra['raw_joints']`` (14, 2) with ``extra['lsp_visible']`` (14,).
-Coordinates are kept as written in the file (MATLAB annotations; no 1-pixel shift is applied).
+Coordinates are kept as written in the file (MATLAB annotations; no 1-pixel shift is applied). A joint
+flagged visible but far outside its image (:mod:`~posekit.data.formats.plausible`) is marked invisible,
+``lsp_visible`` False, and counted in a warning.
 
 LSPET has no official split; :data:`LSPET_VAL_EVERY` defines a fixed one.
 """
@@ -25,7 +27,10 @@ import re
 
 import numpy as np
 
-from posekit.data.formats._common import Problems, check_float32_range, clip_box, resolve_file, xyxy_to_xywh
+from posekit.data.formats._common import (
+    Problems, check_float32_range, clip_box, list_some, resolve_file, xyxy_to_xywh,
+)
+from posekit.data.formats.plausible import far_from_image
 from posekit.data.formats.base import DataFormat, register_format
 from posekit.data.io import image_size
 from posekit.data.sample import DataError, Sample
@@ -149,28 +154,43 @@ def read_lsp(root, split=None, *, skip_invalid=False, report=None, box_padding=0
     columns = _columns_for(list(numbered), len(coords_all), mat_path)
     problems = Problems(mat_path, skip_invalid, report)
 
-    samples, no_visible = [], 0
+    samples, hidden, images = [], [], 0
     for number in sorted(numbered):
         if not in_split(number, split):
             continue
+        images += 1
         name = numbered[number]
         try:
             sample = _read_one(number, name, columns[number], coords_all, visible_all, images_dir, mat_path,
-                               box_padding)
+                               box_padding, hidden)
         except DataError as err:
             problems.bad(err)
             continue
         if sample is None:
-            no_visible += 1
+            problems.skip(NO_VISIBLE)
         else:
             samples.append(sample)
     problems.warn_summary()
+    _warn_hidden(mat_path, hidden)
     logger.info("%s: %d samples (layout %s, split %s); skipped %d without visible joints, %d invalid",
-                root, len(samples), layout, split or "all", no_visible, len(problems.errors))
-    return samples
+                root, len(samples), layout, split or "all", problems.count(NO_VISIBLE), len(problems.errors))
+    return problems.result(samples, images, "images")
 
 
-def _read_one(number, name, column, coords_all, visible_all, images_dir, mat_path, box_padding) -> Sample | None:
+NO_VISIBLE = "without visible joints"
+
+
+def _warn_hidden(mat_path, hidden: list[str]) -> None:
+    """LSPET's joints are Mechanical-Turk clicks, and its README says joints outside the image occur: a joint
+    flagged visible far outside its image is taken for a slip and marked invisible, counted here, rather than
+    refusing the whole file (COCO and MPII refuse such records)."""
+    if hidden:
+        logger.warning("%s: marked %d visible joint(s) invisible: they lie far outside their image: %s", mat_path,
+                       len(hidden), list_some(hidden))
+
+
+def _read_one(number, name, column, coords_all, visible_all, images_dir, mat_path, box_padding,
+              hidden: list[str]) -> Sample | None:
     record = f"{name} (column {column})"
     coords, visible = coords_all[column], visible_all[column]
     if not np.all(np.isfinite(coords[visible])):
@@ -183,6 +203,12 @@ def _read_one(number, name, column, coords_all, visible_all, images_dir, mat_pat
         width, height = image_size(image_path)
     except DataError as err:
         raise DataError(mat_path, f"{err.path}: {err.what}", record) from None
+    far = far_from_image(coords, (width, height)) & visible
+    if far.any():
+        hidden.extend(f"{name} joint {joint}" for joint in np.flatnonzero(far))
+        visible = visible & ~far
+        if not visible.any():
+            return None
     keypoints = np.zeros((NUM_LSP_JOINTS, 3), dtype=np.float32)
     keypoints[visible, :2] = coords[visible]
     keypoints[visible, 2] = 2.0

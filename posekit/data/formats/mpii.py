@@ -12,10 +12,11 @@ import pathlib
 import numpy as np
 
 from posekit.data.formats._common import (
-    Problems, as_float_array, float32_box, numeric_stem, pick_image_root, resolve_file,
+    Problems, as_float_array, as_number, float32_box, numeric_stem, pick_image_root, resolve_file,
 )
 from posekit.data.formats.base import DataFormat, register_format
-from posekit.data.io import load_json
+from posekit.data.formats.plausible import check_box_near_image, check_keypoints_near_image
+from posekit.data.io import image_size, load_json
 from posekit.data.sample import DataError, Sample
 
 logger = logging.getLogger(__name__)
@@ -52,24 +53,27 @@ def read_mpii(ann_file, image_root=None, *, skip_invalid=False, report=None) -> 
         root = pathlib.Path(image_root)
     root = root.resolve()
     problems = Problems(path, skip_invalid, report)
-    samples, unlabelled = [], 0
+    samples, sizes = [], {}  # sizes: image path -> (width, height), read once per image (people share images)
     for index, entry in enumerate(data):
         try:
-            sample = _read_entry(index, entry, path, root)
+            sample = _read_entry(index, entry, path, root, sizes)
         except DataError as err:
             problems.bad(err)
             continue
         if sample is None:
-            unlabelled += 1
+            problems.skip(UNLABELLED)
         else:
             samples.append(sample)
     problems.warn_summary()
     logger.info("%s: %d samples (images in %s); skipped %d without labelled joints, %d invalid", path,
-                len(samples), root, unlabelled, len(problems.errors))
-    return samples
+                len(samples), root, problems.count(UNLABELLED), len(problems.errors))
+    return problems.result(samples, len(data), "entries")
 
 
-def _read_entry(index: int, entry, path, root) -> Sample | None:
+UNLABELLED = "without labelled joints"
+
+
+def _read_entry(index: int, entry, path, root, sizes: dict) -> Sample | None:
     record = f"#{index}"
     if not isinstance(entry, dict):
         raise DataError(path, f"entry must be an object, got {type(entry).__name__}", record)
@@ -85,7 +89,7 @@ def _read_entry(index: int, entry, path, root) -> Sample | None:
     if not np.all(np.isin(flags, (0.0, 1.0))):
         raise DataError(path, f"joints_vis must be 0 or 1, got {sorted(set(flags.tolist()))}", record)
     center = as_float_array(entry["center"], (2,), path, record, "center")
-    scale = float(as_float_array([entry["scale"]], (1,), path, record, "scale")[0])
+    scale = as_number(entry["scale"], path, record, "scale")
     if scale <= 0:
         raise DataError(path, f"scale must be positive, got {scale}", record)
 
@@ -96,17 +100,25 @@ def _read_entry(index: int, entry, path, root) -> Sample | None:
     image_path = resolve_file(root, image, path, record)
     if not image_path.is_file():
         raise DataError(path, f"image file not found: {image_path}", record)
+    try:
+        if image_path not in sizes:  # the header only: what joints and the box are checked against
+            sizes[image_path] = image_size(image_path)
+        size = sizes[image_path]
+    except DataError as err:
+        raise DataError(path, f"{err.path}: {err.what}", record) from None
 
     keypoints = np.zeros((NUM_MPII_JOINTS, 3), dtype=np.float32)
     keypoints[labelled, :2] = joints[labelled]
     keypoints[labelled, 2] = 2.0
+    check_keypoints_near_image(keypoints, size, path, record)
     side = scale * MPII_SCALE_PIXELS
-    box = float32_box([center[0] - side / 2, center[1] - side / 2, side, side], path, record,
-                      f"person box from center {center.tolist()} and scale {scale:g}")
+    what = f"person box from center {center.tolist()} and scale {scale:g}"
+    box = float32_box([center[0] - side / 2, center[1] - side / 2, side, side], path, record, what)
+    check_box_near_image(box, size, path, record, what)
     stem_id = numeric_stem(image)
     return Sample(image_path=str(image_path), box=box, keypoints=keypoints, skeleton="mpii",
                   image_id=stem_id if stem_id is not None else index, ann_id=index, file_name=image,
-                  extra={"center": center.astype(np.float32), "scale": scale})
+                  extra={"center": center.astype(np.float32), "scale": scale, "image_size": size})
 
 
 @register_format

@@ -3,7 +3,6 @@
 ``posekit adapt --method scai`` runs)."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -15,6 +14,7 @@ from posekit.checkpoint import load_checkpoint, save_checkpoint
 from posekit.methods.scai.corrector import MODES, SCAICorrector, load_scai, scai_payload
 from posekit.methods.scai.nets import distal_joints
 from posekit.methods.scai.train import train_scai
+from posekit.strict_json import dumps_strict
 
 __all__ = ["distal_summary", "evaluate_modes", "has_labels", "adapt_on", "adapt", "format_results", "ADAPT_OPTIONS",
            "ADAPT_DEFAULTS"]
@@ -163,7 +163,7 @@ def adapt(source, target: str, out, *, val: str | None = None, epochs: int | Non
         report["val"] = val
         report["results"] = results
     report_path = out / "scai_eval.json"
-    report_path.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    report_path.write_text(dumps_strict(report, indent=2) + "\n")
     return report
 
 
