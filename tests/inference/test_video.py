@@ -8,46 +8,17 @@ import pytest
 
 from posekit.inference.video import VideoCounts, predict_video, read_frames
 
-FRAMES = 30
-
-
-def write_numbered_clip(path, frames: int = FRAMES, size=(64, 48)) -> None:
-    """Frame t is grey level 8 t (its number, readable back after compression) with a moving red block."""
-    w, h = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
-    for t in range(frames):
-        frame = np.full((h, w, 3), 8 * t, np.uint8)
-        cv2.rectangle(frame, (t, 10), (t + 10, 30), (0, 0, 255), -1)
-        writer.write(frame)
-    writer.release()
-
-
-def damage(path, start: float = 0.4, stop: float = 0.6, seed: int = 0) -> None:
-    """Overwrite the bytes from ``start`` to ``stop`` of the file (fractions of its length) with noise."""
-    data = bytearray(path.read_bytes())
-    a, b = int(len(data) * start), int(len(data) * stop)
-    data[a:b] = np.random.default_rng(seed).integers(0, 256, b - a, dtype=np.uint8).tobytes()
-    path.write_bytes(bytes(data))
+FRAMES = 30  # the clips of tests/conftest.py (intact_clip, damaged_clip)
 
 
 def frame_number(frame: np.ndarray) -> int:
-    """The number a frame of :func:`write_numbered_clip` carries (its background grey level / 8)."""
+    """The number a frame of the numbered clips carries (its background grey level / 8)."""
     return int(round(float(np.median(frame[40:, :, 1])) / 8))
 
 
-@pytest.fixture()
-def damaged_clip(tmp_path):
-    path = tmp_path / "damaged.mp4"
-    write_numbered_clip(path)
-    damage(path)
-    return path
-
-
-def test_a_damaged_video_is_read_past_its_bad_frames_with_their_numbers(tmp_path, damaged_clip):
-    intact = tmp_path / "intact.mp4"
-    write_numbered_clip(intact)
+def test_a_damaged_video_is_read_past_its_bad_frames_with_their_numbers(intact_clip, damaged_clip):
     counts = VideoCounts()
-    capture = cv2.VideoCapture(str(intact))
+    capture = cv2.VideoCapture(str(intact_clip))
     assert [i for i, _ in read_frames(capture, counts)] == list(range(FRAMES))
     assert (counts.in_file, counts.read, counts.skipped, counts.not_decoded_at_end) == (FRAMES, FRAMES, 0, 0)
 
@@ -123,7 +94,6 @@ def test_without_a_detector_it_is_one_person_on_the_whole_first_frame(damaged_cl
 
 def test_a_video_of_which_no_frame_decodes_is_an_error(tmp_path):
     path = tmp_path / "noise.mp4"
-    write_numbered_clip(path)
-    damage(path, 0.0, 1.0)
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 6000, dtype=np.uint8).tobytes())
     with pytest.raises(ValueError, match="noise.mp4: (cannot open video|no frame could be decoded)"):
         predict_video(BoxPoser(), path)
