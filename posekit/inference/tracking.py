@@ -1,21 +1,33 @@
-"""People in video: tracks that the person detector starts and corrects, and that follow their own poses between
-detections.
+"""People in video: tracks that the person detector starts and corrects, that follow their own poses between
+detections, and that coast on their motion where two people meet.
 
-What happens in a frame (:class:`Tracker`; :func:`posekit.inference.video.predict_video` drives it):
+Each track keeps a constant-velocity motion of its pose centre (an alpha-beta filter, :meth:`Track.correct`) and
+a box of the detector's size around it. What happens in a frame (:class:`Tracker`;
+:func:`posekit.inference.video.predict_video` drives it):
 
 * **detection frames** (the first frame, the frame after a scene cut, then every ``detect_every`` frames): the
-  detector's boxes are matched to the live tracks by IoU with each track's *predicted* box (its last pose box
-  moved on by its velocity), one-to-one, maximising the total IoU (Hungarian, ``scipy.optimize.
-  linear_sum_assignment``); a pair under ``min_iou`` is no match. A matched track is posed from the detection's
-  box; an unmatched detection starts a new track (a new id, a new smoothing filter); an unmatched track is
-  hidden. The detector is the only witness that a person is there: this pose model's joint scores are as high
-  on background as on people (about 0.2-0.5 on both), so a pose alone never starts or revives a track.
-* **other frames**: a shown track is posed from the box of its previous raw keypoints
-  (:func:`box_from_keypoints`); a hidden one coasts (its box moves on at its velocity, no pose is run) until a
-  detection matches it again, or it ends after ``max_lost`` hidden frames.
-* after the pose: two shown tracks whose poses are the same person (:func:`same_person`; both boxes slid onto
-  one person, e.g. when one walks in front of the other) keep one: the track whose own motion predicted that
-  pose's box better (higher IoU), so the front person keeps its id; the other is hidden and coasts.
+  detections are matched one-to-one to the live tracks (shown or hidden) by IoU with each track's *predicted*
+  box, maximising the summed IoU (Hungarian, ``scipy.optimize.linear_sum_assignment``; a pair under ``min_iou``
+  is no match), in two rounds as ByteTrack does: confident detections (the detector's threshold) first, then weak
+  ones (down to 0.05) for the tracks left, since MultiPose's score for a person drops to 0.1 for a frame or two
+  when someone walks past. A matched track is posed from the detection's box; a confident detection left over
+  starts a new track (new id, new smoothing filter). A track missed by the detector twice in a row, or missed
+  next to another person, is hidden. The detector is the only witness that a person is there: the compact
+  pose models score background joints as high as a person's (0.2-0.5), so a pose alone never starts or revives
+  a track.
+* **other frames**: a shown track that is *clear* of the others (no other track's predicted box overlaps its
+  own by more than ``clear_overlap`` of the smaller) is posed from the box of its previous raw keypoints
+  (:func:`box_from_keypoints`, as one person without a detector); next to another person its box is the
+  predicted one, since a box from its pose may already hold the other person. A hidden track coasts (no pose)
+  until a detection matches it again, or ends after ``max_lost`` hidden frames.
+* after the pose: a clear track corrects its motion with its pose centre (and on a detection frame takes the
+  detection's size and the offset between the detection's centre and its pose's); a track next to another person
+  does not, it coasts. Two shown tracks with the same pose (:func:`same_person`) keep the one whose motion
+  predicted that pose better; the other is hidden (unless both were matched to detections).
+
+Why coasting: following the previous pose alone (the single-person rule) lets the box of the person behind slide
+onto the person in front as they cross, and the track then carries on with the wrong person
+(benchmarks/tracking.py compares both).
 
 Each track smooths its own keypoints with its own filter (``make_filter``), started fresh for a new track; a
 scene cut (:meth:`Tracker.reset`) ends every track, so nothing from the previous shot is drawn after it.
@@ -29,7 +41,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 __all__ = ["box_iou", "match_boxes", "box_from_keypoints", "same_person", "Track", "Tracker", "SinglePersonTracker",
-           "DEFAULT_DETECT_EVERY", "DEFAULT_MAX_LOST", "DEFAULT_MIN_IOU"]
+           "DEFAULT_DETECT_EVERY", "DEFAULT_MAX_LOST", "DEFAULT_MIN_IOU", "DEFAULT_CLEAR_OVERLAP"]
 
 #: frames between two detector runs (the detector costs about 0.4 s a frame on one core, the pose of a person
 #: about 15 ms): see benchmarks/tracking.py
@@ -38,6 +50,9 @@ DEFAULT_DETECT_EVERY = 10
 DEFAULT_MAX_LOST = 30
 #: the smallest IoU between a detection and a track's predicted box that counts as the same person
 DEFAULT_MIN_IOU = 0.3
+#: boxes overlapping by more than this fraction of the smaller one are "next to each other" (the crop the pose model
+#: sees is 1.25 times the box, so by then it holds part of the other person)
+DEFAULT_CLEAR_OVERLAP = 0.2
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -164,14 +179,15 @@ class Tracker:
     #: the alpha-beta filter's gains (position, velocity) for a pose centre: a pose centre jitters by a few pixels
     #: from frame to frame, so the velocity takes about 1 / BETA = 20 frames to settle and then barely wavers
     ALPHA, BETA = 0.5, 0.05
-    #: two tracks' boxes overlapping by more than this (of the smaller) are not clear: their poses may show either
-    CLEAR_OVERLAP = 0.2
 
     def __init__(self, new_filter: Callable[[], object], *, detect_every: int = DEFAULT_DETECT_EVERY,
-                 max_lost: int = DEFAULT_MAX_LOST, min_iou: float = DEFAULT_MIN_IOU, start_score: float = 0.0):
+                 max_lost: int = DEFAULT_MAX_LOST, min_iou: float = DEFAULT_MIN_IOU, start_score: float = 0.0,
+                 clear_overlap: float = DEFAULT_CLEAR_OVERLAP):
         if detect_every < 1 or max_lost < 0:
             raise ValueError(f"need detect_every >= 1 and max_lost >= 0, got {detect_every}, {max_lost}")
         self.new_filter, self.detect_every, self.max_lost, self.min_iou = new_filter, detect_every, max_lost, min_iou
+        #: two tracks' boxes overlapping by more than this (of the smaller) are not clear (1: always clear)
+        self.clear_overlap = float(clear_overlap)
         #: detections scoring less only confirm tracks (the detector's own threshold, with weaker ones handed in)
         self.start_score = float(start_score)
         self.tracks: list[Track] = []
@@ -200,7 +216,7 @@ class Tracker:
         predicted = {id(t): t.predicted_box(frame) for t in self.tracks}
         for track in self.tracks:  # a hidden track's box counts: its person may still be there, unseen
             track.matched, track.box = False, predicted[id(track)]
-            track.clear = all(overlap(predicted[id(track)], predicted[id(other)]) <= self.CLEAR_OVERLAP
+            track.clear = all(overlap(predicted[id(track)], predicted[id(other)]) <= self.clear_overlap
                               for other in self.tracks if other is not track)
         if detections is not None:
             self._assign(frame, *detections)

@@ -119,7 +119,8 @@ def _record(index: int, fps: float, people: list[dict]) -> dict:
 def predict_video(predictor, video_path, *, detector=None, detect_every: int = DEFAULT_DETECT_EVERY,
                   max_lost: int = DEFAULT_MAX_LOST, cut_threshold: float | None = DEFAULT_CUT_THRESHOLD,
                   smooth: str = "none", smooth_params: dict | None = None, draw_path=None, box_passes: int = 1,
-                  draw_threshold: float = DEFAULT_JOINT_THRESHOLD, counts: VideoCounts | None = None) -> list[dict]:
+                  draw_threshold: float = DEFAULT_JOINT_THRESHOLD, weak_detection: float | None = WEAK_DETECTION,
+                  tracker_options: dict | None = None, counts: VideoCounts | None = None) -> list[dict]:
     """One record per decoded frame, ``{"frame", "time", "people": [{"track_id", "box", "score", "keypoints":
     [[x, y, s], ...]}]}`` (keypoints and score as in the prediction contract, smoothed per track); optionally an
     annotated mp4 at ``draw_path`` (poses, track ids, left / right legend; joints scoring <= draw_threshold hidden).
@@ -128,6 +129,8 @@ def predict_video(predictor, video_path, *, detector=None, detect_every: int = D
     after a scene cut and every ``detect_every`` frames; a track hidden ``max_lost`` frames ends), or None (one
     person, the whole frame first). cut_threshold: :class:`~posekit.inference.scene_cuts.SceneCutDetector`'s,
     None for no cut detection. box_passes: network passes per person and frame (see :func:`_pose`).
+    weak_detection: detections down to this score may confirm a track (None: only the detector's threshold);
+    tracker_options: more :class:`~posekit.inference.tracking.Tracker` options (``min_iou``, ``clear_overlap``).
     counts: filled with what happened (:class:`VideoCounts`). A video of which no frame decodes is a ValueError.
     """
     if box_passes < 1:
@@ -149,8 +152,9 @@ def predict_video(predictor, video_path, *, detector=None, detect_every: int = D
         return make_filter(smooth, **params)
 
     tracker = SinglePersonTracker(new_filter) if detector is None else \
-        Tracker(new_filter, detect_every=detect_every, max_lost=max_lost, start_score=detector.score_threshold)
-    weakest = None if detector is None else min(WEAK_DETECTION, detector.score_threshold)
+        Tracker(new_filter, detect_every=detect_every, max_lost=max_lost, start_score=detector.score_threshold,
+                **(tracker_options or {}))
+    weakest = None if detector is None or weak_detection is None else min(weak_detection, detector.score_threshold)
     cuts = SceneCutDetector(cut_threshold)
     skeleton = SKELETONS.get(predictor.config.get("skeleton"))
     writer, records = None, []
