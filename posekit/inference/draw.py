@@ -55,8 +55,8 @@ def draw_pose(image: np.ndarray, keypoints: np.ndarray, skeleton: Skeleton | Non
               legend: bool = False) -> np.ndarray:
     """image: (H, W, 3) uint8 RGB; keypoints: (K, 3) x, y, score -> a copy with limbs and joints drawn.
 
-    Joints with score <= threshold are not drawn (nor their limbs); left limbs orange, right limbs blue (RGB);
-    ``legend`` adds the left / right key (:func:`draw_legend`).
+    Joints with score <= threshold are not drawn (nor their limbs); left limbs blue, right limbs orange (RGB
+    :data:`LEFT`, :data:`RIGHT`); ``legend`` adds the left / right key (:func:`draw_legend`).
     """
     out = np.ascontiguousarray(image.copy())
     _pose_into(out, keypoints, skeleton, threshold, radius, thickness)
@@ -81,7 +81,7 @@ def _label(out: np.ndarray, text: str, origin: tuple[int, int], colour) -> None:
 
 
 def draw_legend(image: np.ndarray, *, in_place: bool = False) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> the image with a small key in its top-left corner: an orange swatch "left" and a blue
+    """(H, W, 3) uint8 RGB -> the image with a small key in its top-left corner: a blue swatch "left" and an orange
     swatch "right" on a dark box (a copy unless ``in_place``)."""
     out = image if in_place else np.ascontiguousarray(image.copy())
     font_scale, weight = _text_size(out)
