@@ -28,7 +28,7 @@ and without.
 
 Budget: seed 0, 3 clips x 100 frames, the 100-frame cut clip, one thread; the clips are made in a temporary folder.
 
-    python benchmarks/tracking.py --threads 1     # results/tracking.json and .md; about 10 minutes on one core
+    python benchmarks/tracking.py --threads 1     # results/tracking.json and .md; about 20 minutes here (one shared core)
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from common import ROOT, command, environment, resolve_spec, table, write_results
+from common import ROOT, command, environment, finish_study, resolve_spec, table
 
 FPS = 30.0
 FRAME_SIZE = (640, 360)   # W, H
@@ -344,16 +344,16 @@ def main(argv=None) -> int:
                        f"of LSPET val people ({', '.join(names)}; seed {args.seed}) crossing on person-free COCO-MINI "
                        f"val photos ({', '.join(background_names)}). Pose `{Path(args.checkpoint).name}` (flip test), "
                        f"detector `{Path(args.detector).name}` (score threshold 0.15). Jitter px/frame², lag in frames, "
-                       "error in px, all over the frames a person is matched (coverage); means over the "
-                       f"{2 * args.clips} people.",
+                       "error in px, over the frames a person is matched to a track (box IoU >= 0.3; coverage = the "
+                       "share of scored frames: frames where the two true boxes overlap with IoU > 0.5 are not scored, "
+                       f"{int(sum(ambiguous_frames(t).sum() for _, t in made))} of {args.clips * args.frames}); means "
+                       f"over the {2 * args.clips} people.",
         "crossing": crossing, "scene_cut": cut, "cut_at": args.cut_at, "people": names, "backgrounds": background_names,
         "budget": {"clips": args.clips, "frames": args.frames, "seed": args.seed, "threads": args.threads},
         "checkpoint": args.checkpoint, "detector": args.detector, "environment": environment(),
         "command": command("benchmarks/tracking.py", python=True),
     }
-    write_results(results, args.out, markdown(results))
-    print(markdown(results))
-    return 0
+    return finish_study(results, args.out, markdown)
 
 
 if __name__ == "__main__":

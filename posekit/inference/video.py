@@ -25,8 +25,8 @@ __all__ = ["predict_video", "read_frames", "VideoCounts", "box_from_keypoints", 
 #: undecodable frames in a row after which reading stops (2 s at 30 fps): a damaged stretch shorter than this is
 #: passed over (each failed read consumes that frame's packet, so the frame numbers stay right)
 MAX_BAD_RUN = 60
-#: detections down to this score may confirm a track (not start one): MultiPose scores a person it found at 0.3-0.6
-#: one frame as low as 0.1 the next when another walks past (benchmarks/tracking.py)
+#: detections down to this score may confirm a track (not start one): next to another person MultiPose's score for
+#: someone it found at 0.3-0.4 can drop under its threshold of 0.15 (benchmarks/tracking.py, "no weak round")
 WEAK_DETECTION = 0.05
 
 
