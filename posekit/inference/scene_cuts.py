@@ -5,10 +5,11 @@ the cut score of a frame is the total-variation distance ``0.5 * sum |h_t - h_{t
 normalised histogram and the previous frame's. People moving over a scene barely change it; a new shot
 replaces it.
 
-Threshold :data:`DEFAULT_CUT_THRESHOLD` = 0.35, measured on the first 200 LSPET val photos: consecutive photos (a
-cut between two sports scenes) score 0.40 at the least (0.48 at the 1st percentile), while a photo against itself
-moved 20 px right and 8 px down scores 0.17 at most. A sudden brightness jump of 15 grey levels in one frame scores
-up to 0.48 (95th percentile 0.34) and may count as a cut: the tracks restart, nothing worse. A cut between two
+Threshold :data:`DEFAULT_CUT_THRESHOLD` = 0.35, measured on the first 200 LSPET val photos
+(benchmarks/scene_cuts.py): consecutive photos (a cut between two sports scenes) score 0.401 at the least (0.477 at
+the 1st percentile), while a photo against itself moved 20 px right and 8 px down scores 0.172 at most. A sudden
+brightness jump of 15 grey levels in one frame scores up to 0.480 (95th percentile 0.344; 8 of the 200 count as a
+cut): the tracks restart, nothing worse. A cut between two
 shots of the same colours is not seen (the tracks then go on, matched to the new shot's detections by IoU).
 """
 from __future__ import annotations

@@ -43,8 +43,9 @@ from scipy.optimize import linear_sum_assignment
 __all__ = ["box_iou", "match_boxes", "box_from_keypoints", "same_person", "Track", "Tracker", "SinglePersonTracker",
            "DEFAULT_DETECT_EVERY", "DEFAULT_MAX_LOST", "DEFAULT_MIN_IOU", "DEFAULT_CLEAR_OVERLAP"]
 
-#: frames between two detector runs (the detector costs about 0.4 s a frame on one core, the pose of a person
-#: about 15 ms): see benchmarks/tracking.py
+#: frames between two detector runs (the detector takes 0.43 s a frame on one thread, a compact model's pose with
+#: flip test 11 ms a person on two: benchmarks/results/detector.md, speed.md); 1, 5, 10 and 30 are compared in
+#: benchmarks/results/tracking.md
 DEFAULT_DETECT_EVERY = 10
 #: hidden frames after which a track ends (1 s at 30 fps: three chances for a detection to find it again)
 DEFAULT_MAX_LOST = 30
