@@ -235,18 +235,8 @@ class Tracker:
         self._last_detection = frame
         boxes, scores = np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32).reshape(-1)
         strong = np.flatnonzero(scores >= self.start_score)
-        weak = np.flatnonzero(scores < self.start_score)
-        left = list(range(len(self.tracks)))
-        for candidates in (strong, weak):
-            pairs = match_boxes(np.array([self.tracks[i].box for i in left]).reshape(-1, 4), boxes[candidates],
-                                self.min_iou)
-            for ti, di in pairs:
-                track, d = self.tracks[left[ti]], candidates[di]
-                track.box, track.detection_score, track.misses = boxes[d], float(scores[d]), 0
-                track.shown = track.matched = True
-            left = [i for k, i in enumerate(left) if k not in {ti for ti, _ in pairs}]
-            if candidates is strong:
-                taken = {candidates[di] for _, di in pairs}
+        taken, left = self._match_round(strong, list(range(len(self.tracks))), boxes, scores)
+        _, left = self._match_round(np.flatnonzero(scores < self.start_score), left, boxes, scores)
         for i in left:
             track = self.tracks[i]
             track.misses += 1
@@ -254,6 +244,18 @@ class Tracker:
         for d in strong:
             if d not in taken:
                 self._start(frame, boxes[d], scores[d])
+
+    def _match_round(self, candidates: np.ndarray, left: list[int], boxes: np.ndarray,
+                     scores: np.ndarray) -> tuple[set[int], list[int]]:
+        """Match detections ``candidates`` (indices into boxes (N, 4) and scores (N,)) to the tracks ``left``
+        (indices): the matched ones take their detection's box. Returns (detections taken, tracks still left)."""
+        pairs = match_boxes(np.array([self.tracks[i].box for i in left]).reshape(-1, 4), boxes[candidates], self.min_iou)
+        for ti, di in pairs:
+            track, d = self.tracks[left[ti]], candidates[di]
+            track.box, track.detection_score, track.misses = boxes[d], float(scores[d]), 0
+            track.shown = track.matched = True
+        matched = {ti for ti, _ in pairs}
+        return {int(candidates[di]) for _, di in pairs}, [i for k, i in enumerate(left) if k not in matched]
 
     def observe(self, posed: list[Track], raw: np.ndarray, frame: int, time: float) -> list[dict]:
         """posed: the tracks :meth:`prepare` returned; raw (M, K, 3) their poses -> the people shown in this
