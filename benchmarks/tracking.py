@@ -12,7 +12,7 @@ last, so it hides A where they overlap), both bobbing 4 px at 1.5 Hz, over ``--f
 Scoring: in every frame the true people are matched one-to-one to the predicted people on boxes: the box a track
 was posed from against the box of the person's true joints (Hungarian on IoU, at least 0.3), so who is tracked
 where counts, whatever the pose's quality. Frames where the two true boxes overlap with IoU > 0.5 are not scored
-(there a box fits either person; about a tenth of each clip). An **identity switch** is a person whose matched
+(there a box fits either person; 9 of the 300 frames). An **identity switch** is a person whose matched
 track id differs from the one it was last matched to. Per person: coverage (the scored frames in which it is
 matched), jitter (mean acceleration, px/frame²), lag (frames behind the true track) and mean error (px) of the
 matched keypoints, raw and with each track smoothed by the One-Euro filter (posekit's defaults, ``--smooth
