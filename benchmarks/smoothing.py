@@ -14,7 +14,9 @@ Two experiments, each scored against the true track (:mod:`posekit.inference.smo
 For each filter: jitter (mean acceleration magnitude, px/frame²), lag (frames behind the true track, sub-frame
 parabola fit) and mean error to the true track (px). The filters run online, frame by frame, on the raw
 predictions; this equals ``posekit predict --smooth ...`` because the person box follows the raw keypoints
-(checked by ``tests/test_cli.py::test_predict_video_smooths_the_raw_track_online``).
+(checked by ``tests/cli/test_commands.py::test_predict_video_smooths_the_raw_track_online``). Without a detector
+``predict_video`` tracks this one person (``--detector none``); two people crossing, with the detector, are
+``benchmarks/tracking.py``.
 
     python benchmarks/smoothing.py          # writes benchmarks/results/smoothing.json and .md (about a minute)
 """
@@ -111,7 +113,7 @@ def real_clips(args) -> tuple[dict[str, list[tuple[np.ndarray, np.ndarray]]], li
             truth = sample.keypoints[None, :, :2].astype(np.float64) + shifts[:, None, :]
             for way, passes in (("previous-frame box", 1), ("previous-frame box, 2 passes", 2)):
                 records = predict_video(predictor, clip, box_passes=passes)
-                raw = np.array([r["keypoints"] for r in records], np.float64)
+                raw = np.array([r["people"][0]["keypoints"] for r in records], np.float64)  # one person
                 if raw.shape[0] != truth.shape[0]:
                     raise RuntimeError(f"{clip}: decoded {raw.shape[0]} of {truth.shape[0]} frames")
                 ways[way].append((truth, raw))

@@ -5,10 +5,13 @@ import json
 import sys
 from pathlib import Path
 
-from posekit.cli.common import add_predictor_args, load_predictor
+from posekit.cli.common import add_predictor_args, json_object, load_predictor
 
 
 def add_parser(sub) -> None:
+    from posekit.inference.draw import DEFAULT_JOINT_THRESHOLD
+    from posekit.inference.scene_cuts import DEFAULT_CUT_THRESHOLD
+    from posekit.inference.tracking import DEFAULT_DETECT_EVERY, DEFAULT_MAX_LOST
     q = sub.add_parser("predict", help="predict keypoints: a dataset, a folder of images, or a video")
     add_predictor_args(q)
     q.add_argument("source", nargs="?", help="an image, a folder of images, a glob ('photos/*.jpg') or a video "
@@ -18,31 +21,67 @@ def add_parser(sub) -> None:
     q.add_argument("--score-threshold", type=float, default=None,
                    help="minimum person score of a detection (--boxes: default 0; the detector: its default)")
     q.add_argument("--detector", default="auto",
-                   help="person detector for images without --boxes: a MultiPose checkpoint, 'auto' (the zoo's "
-                        "movenet_multipose.pt) or 'none' (the whole image is one person box)")
+                   help="person detector for images without --boxes and for video: a MultiPose checkpoint, 'auto' "
+                        "(the zoo's movenet_multipose.pt) or 'none' (the whole image is one person box; video: one "
+                        "person, the whole frame first, then the box of the previous frame's keypoints)")
     q.add_argument("--max-people", type=int, default=6, help="detector: at most this many people per image (1-6)")
-    q.add_argument("--out", required=True, help="predictions json (list, one entry per person box)")
+    q.add_argument("--out", required=True, help="predictions json (list, one entry per person box; video: one "
+                   "entry per frame with its people)")
     q.add_argument("--draw", help="folder (images) or .mp4 path (video) for drawn skeletons")
-    q.add_argument("--smooth", default="none", choices=["none", "ema", "one-euro"], help="video keypoint smoothing")
+    q.add_argument("--draw-threshold", type=float, default=DEFAULT_JOINT_THRESHOLD,
+                   help="drawing: joints scoring at or below this are not drawn")
+    q.add_argument("--smooth", default="none", choices=["none", "ema", "one-euro"],
+                   help="video keypoint smoothing, per tracked person")
     q.add_argument("--smooth-params", default="{}",
                    help='JSON, e.g. \'{"alpha": 0.5}\' or \'{"min_cutoff": 1.0, "beta": 0.01}\'')
     q.add_argument("--box-passes", type=int, default=1,
-                   help="video: network passes per frame, each from the box of the last pass's keypoints (2 cuts "
-                        "the lag of the box that follows the previous frame; costs one more pass)")
+                   help="video: network passes per person and frame, each from the box of the last pass's keypoints "
+                        "(2 cuts the lag of the box that follows the previous frame; costs one more pass)")
+    q.add_argument("--detect-every", type=int, default=DEFAULT_DETECT_EVERY,
+                   help="video: run the detector every K frames (and on the first frame and after a scene cut); "
+                        "tracks follow their poses in between")
+    q.add_argument("--max-lost", type=int, default=DEFAULT_MAX_LOST,
+                   help="video: a person unseen for this many frames ends its track")
+    q.add_argument("--cut-threshold", type=float, default=DEFAULT_CUT_THRESHOLD,
+                   help="video: colour-histogram distance (0-1) to the previous frame above which a frame is a scene "
+                        "cut and every track ends (1: no cut detection)")
     q.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from posekit.inference.predictor import prediction_record
     from posekit.inference.sources import source_kind
     predictor = load_predictor(args)
     if args.source and source_kind(args.source) == "video":
-        from posekit.inference.video import predict_video
-        records = predict_video(predictor, args.source, smooth=args.smooth, smooth_params=json.loads(args.smooth_params),
-                                draw_path=args.draw, box_passes=args.box_passes)
-        Path(args.out).write_text(json.dumps(records) + "\n")
-        print(f"wrote {len(records)} frames to {args.out}")
-        return 0
+        return run_video(args, predictor)
+    return run_images(args, predictor)
+
+
+def run_video(args, predictor) -> int:
+    """`posekit predict clip.mp4`: one record per decoded frame, the counts of frames and people at the end."""
+    from posekit.inference.video import VideoCounts, predict_video
+    detector = load_detector(args)
+    if detector is None:
+        print("no detector (--detector none): one person, the whole frame first", file=sys.stderr)
+    counts = VideoCounts()
+    records = predict_video(predictor, args.source, detector=detector, detect_every=args.detect_every,
+                            max_lost=args.max_lost, cut_threshold=args.cut_threshold, smooth=args.smooth,
+                            smooth_params=json_object(args.smooth_params, "--smooth-params"), draw_path=args.draw,
+                            box_passes=args.box_passes, draw_threshold=args.draw_threshold, counts=counts)
+    Path(args.out).write_text(json.dumps(records) + "\n")
+    name = Path(args.source).name
+    print(counts.summary(name))
+    if counts.damaged:
+        print(f"warning: {name} is damaged: {counts.skipped} frames could not be decoded and were skipped"
+              + (f", {counts.not_decoded_at_end} at the end were never reached" if counts.not_decoded_at_end else "")
+              + "; the records keep each frame's number", file=sys.stderr)
+    print(f"wrote {len(records)} frames to {args.out}")
+    return 0
+
+
+def run_images(args, predictor) -> int:
+    """Images or a dataset: one record per person box, streamed; predicting nothing from unreadable input is an
+    error that says why."""
+    from posekit.inference.predictor import prediction_record
     from posekit.inference.sources import LastImage
     counts, last = {}, LastImage()
     samples = prediction_samples(args, predictor, counts, last)
@@ -64,15 +103,48 @@ def run(args) -> int:
             f.write(("," if n else "") + "\n" + json.dumps(prediction_record(sample, keypoints, score)))
             n += 1
             if draw_dir:
-                draw_prediction(sample, keypoints, skeleton, draw_dir)
+                draw_prediction(sample, keypoints, skeleton, draw_dir, args.draw_threshold)
         f.write("\n]\n")
     for why in failures:
         print(f"skipped: {why}", file=sys.stderr)
     if counts:
         print(f"detector: {counts['people']} people in {counts['images']} images; no person in {counts['empty']}"
               + (f"; {counts['unreadable']} unreadable" if counts["unreadable"] else ""))
+    if not n:
+        try:
+            why = nothing_predicted(args, failures)
+        except ValueError as err:  # e.g. a folder without any image
+            why = str(err)
+        if why:
+            out.unlink()
+            raise ValueError(why)
     print(f"wrote {n} predictions to {out}" + (f" ({len(failures)} images skipped, listed above)" if failures else ""))
-    return 0 if n or not failures else 1
+    return 0
+
+
+def nothing_predicted(args, failures: list) -> str | None:
+    """Why a run predicted nothing when its input could not be read (None when it could: e.g. nobody was found)."""
+    if failures:
+        return f"nothing predicted: all {len(failures)} person boxes failed (listed above)"
+    if args.source:
+        from posekit.inference.sources import unreadable_source
+        return unreadable_source(args.source)
+    return f"nothing predicted: {args.data} gave no person box"
+
+
+def load_detector(args):
+    """The PersonDetector the options ask for (``--detector auto | CKPT``), or None for ``--detector none``."""
+    if args.detector == "none":
+        return None
+    from posekit.inference.detector import DEFAULT_SCORE_THRESHOLD, PersonDetector
+    from posekit.inference.sources import default_detector
+    path = default_detector() if args.detector == "auto" else Path(args.detector)
+    if path is None:
+        raise ValueError("no detector: zoo/movenet_multipose.pt is not next to this installation; give "
+                         "--detector CHECKPOINT (python -m posekit.models.movenet_import movenet-multipose.onnx), "
+                         "--boxes dets.json or --detector none")
+    threshold = DEFAULT_SCORE_THRESHOLD if args.score_threshold is None else args.score_threshold
+    return PersonDetector.load(path, score_threshold=threshold, max_people=args.max_people)
 
 
 def prediction_samples(args, predictor, counts: dict, last):
@@ -80,7 +152,7 @@ def prediction_samples(args, predictor, counts: dict, last):
     ``--detector none``) the whole image."""
     from posekit.data.formats import load_samples
     from posekit.data.formats.folder import read_image_folder
-    from posekit.inference.sources import default_detector, detected_samples, image_paths, source_kind
+    from posekit.inference.sources import detected_samples, image_paths, source_kind
     if args.data:
         return load_samples(args.data)
     if not args.source:
@@ -91,22 +163,14 @@ def prediction_samples(args, predictor, counts: dict, last):
         if not args.boxes:
             print("no detector (--detector none): each whole image is one person box", file=sys.stderr)
         return read_image_folder(args.source, boxes_file=args.boxes, score_threshold=args.score_threshold or 0.0)
-    from posekit.inference.detector import DEFAULT_SCORE_THRESHOLD, PersonDetector
-    path = default_detector() if args.detector == "auto" else Path(args.detector)
-    if path is None:
-        raise ValueError("no detector: zoo/movenet_multipose.pt is not next to this installation; give "
-                         "--detector CHECKPOINT (python -m posekit.models.movenet_import movenet-multipose.onnx), "
-                         "--boxes dets.json or --detector none")
-    threshold = DEFAULT_SCORE_THRESHOLD if args.score_threshold is None else args.score_threshold
-    detector = PersonDetector.load(path, score_threshold=threshold, max_people=args.max_people)
-    return detected_samples(image_paths(args.source), detector, predictor.num_keypoints,
+    return detected_samples(image_paths(args.source), load_detector(args), predictor.num_keypoints,
                             predictor.pose_config.skeleton, counts, last)
 
 
-def draw_prediction(sample, keypoints, skeleton, draw_dir: Path) -> None:
+def draw_prediction(sample, keypoints, skeleton, draw_dir: Path, threshold: float) -> None:
     import cv2
     from posekit.data.io import read_image
     from posekit.inference.draw import draw_pose
     target = draw_dir / (Path(sample.file_name or sample.image_path).stem + ".jpg")
     base = cv2.cvtColor(cv2.imread(str(target)), cv2.COLOR_BGR2RGB) if target.exists() else read_image(sample.image_path)
-    cv2.imwrite(str(target), cv2.cvtColor(draw_pose(base, keypoints, skeleton, threshold=0.05), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(target), cv2.cvtColor(draw_pose(base, keypoints, skeleton, threshold=threshold, legend=True), cv2.COLOR_RGB2BGR))

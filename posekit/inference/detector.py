@@ -75,12 +75,13 @@ class PersonDetector:
         people[..., :2] /= scale
         return boxes, scores[0], people
 
-    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, image: np.ndarray, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """image (H, W, 3) uint8 RGB -> boxes (M, 4) ``x, y, w, h`` image px and scores (M,), best first;
-        M = 0 when nobody scores ``score_threshold`` or more."""
+        M = 0 when nobody scores ``min_score`` (default ``score_threshold``) or more."""
+        threshold = self.score_threshold if min_score is None else float(min_score)
         boxes, scores, _ = self.raw(image)
         order = np.argsort(-scores, kind="stable")
-        order = [i for i in order if scores[i] >= self.score_threshold and
+        order = [i for i in order if scores[i] >= threshold and
                  boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1]][:self.max_people]
         xyxy = boxes[order].reshape(-1, 4)
         xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from posekit.data.io import IMAGE_EXTENSIONS, read_image
+from posekit.data.io import IMAGE_EXTENSIONS, image_size, read_image
 from posekit.data.sample import DataError, Sample
 
-__all__ = ["VIDEO_EXTENSIONS", "source_kind", "image_paths", "detected_samples", "default_detector", "LastImage"]
+__all__ = ["VIDEO_EXTENSIONS", "source_kind", "image_paths", "detected_samples", "default_detector", "LastImage",
+           "unreadable_source"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,30 @@ def image_paths(source: str) -> list[Path]:
     if not paths:
         raise ValueError(f"{source}: {kind} without any image ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return paths
+
+
+def unreadable_source(source: str) -> str | None:
+    """Why an image / folder / glob source gives nothing to predict from, or None when one of its images reads.
+
+    The answer names each file and what is wrong with it (a broken symbolic link, a file that is no image),
+    e.g. ``"photos: nothing to predict: none of its 2 images can be read (a.jpg: broken symbolic link to
+    /gone/a.jpg; b.jpg: unreadable image: ...)"``. A source without any image file is :func:`image_paths`'
+    ValueError. Only headers are read.
+    """
+    from posekit.data.formats._common import list_some
+    paths = image_paths(source)
+    reasons = []
+    for path in paths:
+        if path.is_symlink() and not path.exists():
+            reasons.append(f"{path.name}: broken symbolic link to {os.readlink(path)}")
+            continue
+        try:
+            image_size(path)
+            return None
+        except (DataError, OSError) as err:
+            reasons.append(f"{path.name}: {getattr(err, 'what', err)}")
+    count = f"its {len(paths)} images" if len(paths) > 1 else "its image"
+    return f"{source}: nothing to predict: none of {count} can be read ({list_some(reasons)})"
 
 
 class LastImage:

@@ -105,8 +105,9 @@ def write_clip(path, image, shifts, fps=10.0):
 
 
 def test_predict_video_smooths_the_raw_track_online(trained, tmp_path):
-    """`posekit predict clip.mp4`: one record per frame, a drawn mp4, and --smooth ema equal to an EMA run
-    over the unsmoothed predictions (the person box follows the raw keypoints, so raw tracks are the same)."""
+    """`posekit predict clip.mp4 --detector none`: one record per frame with one person, a drawn mp4, and
+    --smooth ema equal to an EMA run over the unsmoothed predictions (the person box follows the raw keypoints, so
+    raw tracks are the same)."""
     import cv2
 
     from posekit.data.io import read_image
@@ -117,16 +118,17 @@ def test_predict_video_smooths_the_raw_track_online(trained, tmp_path):
     write_clip(clip, image, [(3 * np.sin(t / 2), 0.0) for t in range(12)])
     checkpoint = str(root / "run" / "model.pt")
     raw_out, smooth_out, drawn = tmp_path / "raw.json", tmp_path / "ema.json", tmp_path / "drawn.mp4"
-    assert main(["predict", str(clip), "--checkpoint", checkpoint, "--out", str(raw_out)]) == 0
+    assert main(["predict", str(clip), "--checkpoint", checkpoint, "--out", str(raw_out), "--detector", "none"]) == 0
     assert main(["predict", str(clip), "--checkpoint", checkpoint, "--out", str(smooth_out), "--draw", str(drawn),
-                 "--smooth", "ema", "--smooth-params", '{"alpha": 0.4}']) == 0
+                 "--smooth", "ema", "--smooth-params", '{"alpha": 0.4}', "--detector", "none"]) == 0
     raw, smoothed = json.loads(raw_out.read_text()), json.loads(smooth_out.read_text())
     assert [r["frame"] for r in raw] == [r["frame"] for r in smoothed] == list(range(12))
-    raw_track = np.array([r["keypoints"] for r in raw])
+    assert all([p["track_id"] for p in r["people"]] == [0] for r in raw + smoothed)
+    raw_track = np.array([r["people"][0]["keypoints"] for r in raw])
     assert raw_track.shape == (12, 14, 3)
     ema = EMAFilter(0.4)
     expected = np.stack([ema(k.copy()) for k in raw_track])
-    np.testing.assert_allclose(np.array([r["keypoints"] for r in smoothed])[..., :2], expected[..., :2], atol=2e-3)
+    np.testing.assert_allclose(np.array([r["people"][0]["keypoints"] for r in smoothed])[..., :2], expected[..., :2], atol=2e-3)
     capture = cv2.VideoCapture(str(drawn))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     capture.release()
