@@ -42,7 +42,7 @@ def add_parser(sub) -> None:
     t.add_argument("--workers", type=int, help="data-loading worker processes")
     t.add_argument("--threads", type=int, help="torch threads for the training process (default: all cores)")
     t.add_argument("--device", help="cpu | cuda")
-    t.add_argument("--amp", action="store_true", default=None, help="mixed precision (CUDA only)")
+    t.add_argument("--amp", action="store_true", default=None, help="mixed precision: bf16 autocast on the CPU, fp16 on CUDA (weights, optimiser, checkpoints stay fp32)")
     t.add_argument("--method", help=f"training method: {' | '.join(METHODS.names())} (default supervised)")
     t.add_argument("--method-kwargs", help='JSON of further options of the method, e.g. \'{"branches": 2}\'')
     add_method_options(t, [cls for _, cls in METHODS.items()])

@@ -38,6 +38,7 @@ from posekit.models.heads import HEATMAP_OUTPUT_HEADS, build_pose_model
 from posekit.skeletons import get_skeleton, SKELETONS
 from posekit.training.context import StepProgress, TrainContext
 from posekit.training.guard import BufferSnapshot, guarded_step
+from posekit.training.precision import autocast, float32_loss
 from posekit.training.runlog import RunLog
 from posekit.training.schedule import lr_factor
 from posekit.training.seeding import epoch_indices, seed_everything
@@ -247,8 +248,8 @@ class Trainer:
                 batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
             progress = self.progress(epoch)
             buffers = BufferSnapshot(self.method.trainable_modules())
-            with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda"):
-                logs = self.method.training_step(batch, progress)
+            with autocast(self.device.type, enabled=cfg.amp):  # bf16 on the CPU; weights and optimiser stay fp32
+                logs = float32_loss(self.method.training_step(batch, progress))
             where = f"epoch {epoch + 1}, step {self.step}, samples {batch['index'][:8].tolist()}..."
             refused = guarded_step(logs["loss"], [self.optimizer], self.named_params, buffers, policy=cfg.nan_policy,
                                    where=where)
