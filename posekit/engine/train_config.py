@@ -50,7 +50,9 @@ class TrainConfig:
     threads: int | None = None                   # torch intra-op threads (None: torch's default, all cores)
     seed: int = 0
     device: str = "cpu"
-    amp: bool = False
+    amp: bool = False                            # mixed precision: bf16 autocast on the CPU (fp32 weights)
+    crop_cache: bool = True                      # warp training crops from a decoded-once cache (posekit.data.crop_cache)
+    cache_dir: str | None = None                 # where the crop cache lives (None: $POSEKIT_CACHE or ~/.cache/posekit/crops)
     channels_last: bool = True
     augment: dict = field(default_factory=dict)
     method: str = "supervised"

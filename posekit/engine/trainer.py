@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from posekit.config import DEFAULT_PADDING, PoseConfig
+from posekit.data.crop_cache import training_crop_cache
 from posekit.data.dataset import TopDownDataset
 from posekit.data.formats import load_samples
 from posekit.data.transforms import AugmentConfig
@@ -129,8 +130,11 @@ class Trainer:
                 AllStages(self.model), find_unused_parameters=cfg.head not in HEATMAP_OUTPUT_HEADS)
             train_model = DistributedStages(self.ddp_model)
 
+        augment = AugmentConfig(**cfg.augment)
+        crop_cache = training_crop_cache(self.train_samples, cfg.input_size, DEFAULT_PADDING, augment,
+                                         cfg.cache_dir) if cfg.crop_cache else None
         self.dataset = TopDownDataset(self.train_samples, self.codec, cfg.input_size, flip_index=np.array(self.flip_index),
-                                      train=True, augment=AugmentConfig(**cfg.augment), seed=cfg.seed)
+                                      train=True, augment=augment, seed=cfg.seed, crop_cache=crop_cache)
         self.steps_per_epoch = len(self.dataset) // self.world // cfg.batch_size
         if cfg.max_iters_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_iters_per_epoch)
