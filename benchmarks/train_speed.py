@@ -19,7 +19,7 @@ alternate which mode goes first. The machine may be shared: the ratios (end-to-e
 are computed within each round and their median over the rounds is reported, with the load average.
 Also recorded: the crop cache's mean absolute pixel difference against decoding (first 400 train people).
 
-``--train-epochs N`` instead trains the compact model (configs/lspet_compact.json, seed 0) for N epochs in
+``--train-epochs N`` instead trains the compact model (configs/lspet_compact.json, seed 0; default loader) for N epochs in
 fp32 and in bf16 and scores LSPET val (800 people, flip test) after the last epoch. Run folders
 ``runs/train_speed/compact_{fp32,bf16}_{N}ep`` resume from their ``last.pt``; a finished one is reused.
 
@@ -59,6 +59,9 @@ TRAININGS = {
 }
 PRECISIONS = {"fp32": False, "bf16": True}
 MODES = ("model_only", "end_to_end")
+#: the compact model's end-to-end loader variants (how the defaults were chosen): name -> TrainConfig options
+LOADER_SWEEP = {"workers=0": {"workers": 0}, "workers=1": {"workers": 1}, "workers=2": {"workers": 2},
+                "workers=1 threads=1": {"workers": 1, "threads": 1}, "workers=1 no cache": {"workers": 1, "crop_cache": False}}
 QUICK = {"rounds": 1, "warmup": 2, "steps": 3}
 
 
@@ -66,11 +69,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--warmup", type=int, default=4, help="untimed steps before each measurement")
-    p.add_argument("--steps", type=int, default=16, help="timed steps per measurement")
+    p.add_argument("--steps", type=int, default=24, help="timed steps per measurement")
     p.add_argument("--trainings", default=",".join(TRAININGS), help=f"comma-separated subset of {list(TRAININGS)}")
     p.add_argument("--workers", type=int, help="DataLoader workers (default: TrainConfig's)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: TrainConfig's)")
     p.add_argument("--no-crop-cache", action="store_true", help="end-to-end without the crop cache")
+    p.add_argument("--no-loader-sweep", dest="loader_sweep", action="store_false",
+                   help="skip the compact model's loader variants (workers, threads, cache)")
     p.add_argument("--train-epochs", type=int, help="train the compact model this many epochs in fp32 and bf16")
     p.add_argument("--quick", action="store_true", help=f"smoke test: {QUICK}")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "train_speed.json")
@@ -104,17 +109,21 @@ class TimedBatches:
         return BATCH * (len(self.asked) - 1 - warmup) / seconds
 
 
-def speed_config(name: str, amp: bool, out: Path, args):
+def speed_config(name: str, amp: bool, out: Path, args, **loader):
+    """The TrainConfig of training ``name`` for speed runs; ``loader`` (workers, threads, crop_cache) overrides the
+    command line's, which override TrainConfig's defaults."""
     from posekit.engine.trainer import TrainConfig
-    options = {"workers": args.workers, "threads": args.threads}
+    options = {"workers": args.workers, "threads": args.threads, "crop_cache": False if args.no_crop_cache else None}
+    options = {k: v for k, v in (options | loader).items() if v is not None}
     return TrainConfig(train=resolve_spec(TRAIN), val=None, out=str(out), batch_size=BATCH, epochs=1000, seed=SEED,
-                       max_iters_per_epoch=args.warmup + args.steps, progress=False, amp=amp,
-                       crop_cache=not args.no_crop_cache, **TRAININGS[name],
-                       **{k: v for k, v in options.items() if v is not None})
+                       max_iters_per_epoch=args.warmup + args.steps, progress=False, amp=amp, **TRAININGS[name], **options)
 
 
-def measure(trainer, mode: str, epoch: int, held_batch: dict, args) -> float:
-    """One measurement of ``mode``: images/s of ``trainer.train_epoch`` after ``args.warmup`` steps."""
+def measure(trainer, mode: str, epoch: int, held_batch: dict, args, threads: int) -> float:
+    """One measurement of ``mode``: images/s of ``trainer.train_epoch`` after ``args.warmup`` steps, with
+    ``trainer.cfg.threads`` torch threads (``threads`` when it sets none)."""
+    import torch
+    torch.set_num_threads(trainer.cfg.threads or threads)
     real_loader = type(trainer).loader.__get__(trainer)
     steps = args.warmup + args.steps
     timed = TimedBatches(itertools.repeat(held_batch, steps) if mode == "model_only" else real_loader(epoch))
@@ -126,27 +135,58 @@ def measure(trainer, mode: str, epoch: int, held_batch: dict, args) -> float:
     return timed.images_per_s(args.warmup)
 
 
+def round_plan(args, r: int) -> list[tuple[str, str, str, str]]:
+    """Round ``r``'s (row, training, precision, mode) in order: every training's two modes (which goes first
+    alternates between rounds), then the compact model's loader variants end to end (:data:`LOADER_SWEEP`)."""
+    modes = MODES if r % 2 == 0 else MODES[::-1]
+    plan = [(n, n, p, m) for n in args.trainings for p in PRECISIONS for m in modes]
+    if args.loader_sweep and "compact" in args.trainings:
+        plan += [(f"compact {v}", "compact", p, "end_to_end") for v in LOADER_SWEEP for p in PRECISIONS]
+    return plan
+
+
 def run_speed(args) -> dict:
+    import torch
     from posekit.methods import build_trainer
-    rows = {name: {p: {m: [] for m in MODES} for p in PRECISIONS} for name in args.trainings}
+    threads = torch.get_num_threads()
+    rates = {key: [] for key in round_plan(args, 0)}
     loads = [load_average()]
     with tempfile.TemporaryDirectory() as tmp:
-        trainers = {(n, p): build_trainer(speed_config(n, amp, Path(tmp) / f"{n}_{p}", args))
-                    for n in args.trainings for p, amp in PRECISIONS.items()}
+        trainers = {}
+        for row, name, precision, _ in rates:
+            if (row, precision) not in trainers:
+                loader = LOADER_SWEEP.get(row.partition(" ")[2], {})
+                out = Path(tmp) / f"{row.replace(' ', '_')}_{precision}"
+                trainers[row, precision] = build_trainer(speed_config(name, PRECISIONS[precision], out, args, **loader))
         held = {n: next(iter(trainers[n, "fp32"].loader(0))) for n in args.trainings}
         for r in range(args.rounds):
-            modes = MODES if r % 2 == 0 else MODES[::-1]
-            for name, precision, mode in itertools.product(args.trainings, PRECISIONS, modes):
-                rate = measure(trainers[name, precision], mode, r, held[name], args)
-                rows[name][precision][mode].append(round(rate, 1))
-                print(f"round {r + 1}: {name} {precision} {mode}: {rate:.1f} images/s", file=sys.stderr, flush=True)
+            for row, name, precision, mode in round_plan(args, r):
+                rate = measure(trainers[row, precision], mode, r, held[name], args, threads)
+                rates[row, name, precision, mode].append(round(rate, 1))
+                print(f"round {r + 1}: {row} {precision} {mode}: {rate:.1f} images/s", file=sys.stderr, flush=True)
             loads.append(load_average())
-        settings = trainers[args.trainings[0], "fp32"].cfg
-        workers, threads = settings.workers, settings.threads
-    import torch
-    return {"rows": {name: summarise(row) for name, row in rows.items()}, "load_average_per_round": loads,
-            "workers": workers, "threads": threads if threads is not None else torch.get_num_threads(),
-            "crop_cache": not args.no_crop_cache, "crop_cache_pixels": crop_cache_difference()}
+        default = trainers[args.trainings[0], "fp32"].cfg
+        workers, default_threads, cache = default.workers, default.threads or threads, default.crop_cache
+    torch.set_num_threads(threads)
+    rows = {n: summarise({p: {m: rates[n, n, p, m] for m in MODES} for p in PRECISIONS}) for n in args.trainings}
+    sweep = {}
+    for (row, _, precision, _), values in rates.items():
+        if row not in rows:
+            sweep.setdefault(row, {})[precision] = values
+    return {"rows": rows, "loader_sweep": sweep_summary(sweep, rows.get("compact")), "load_average_per_round": loads,
+            "workers": workers, "threads": default_threads, "crop_cache": cache,
+            "crop_cache_pixels": crop_cache_difference()}
+
+
+def sweep_summary(sweep: dict, compact: dict | None) -> dict:
+    """Per loader variant and precision: rounds, median images/s and the median per-round ratio to the compact
+    model's model-only rate of the same round."""
+    out = {}
+    for row, precisions in sweep.items():
+        out[row] = {p: {"end_to_end_rounds": v, "end_to_end": round(float(np.median(v)), 1),
+                        "over_model_only": round(float(np.median([e / m for e, m in zip(
+                            v, compact[p]["model_only_rounds"])])), 3)} for p, v in precisions.items()}
+    return out
 
 
 def summarise(row: dict) -> dict:
@@ -189,7 +229,10 @@ def crop_cache_difference(count: int = 400) -> dict:
 # -- the 10-epoch trainings -------------------------------------------------------------------------
 def run_trainings(args) -> dict:
     from posekit.engine.trainer import TrainConfig
-    base = json.loads((ROOT / "configs" / "lspet_compact.json").read_text())
+    # the recipe of the config; the loader settings are TrainConfig's defaults (or --workers / --threads), as in
+    # the speed rows
+    base = {k: v for k, v in json.loads((ROOT / "configs" / "lspet_compact.json").read_text()).items()
+            if k not in ("workers", "threads")}
     rows = {}
     for precision, amp in PRECISIONS.items():
         run_dir = ROOT / "runs" / "train_speed" / f"compact_{precision}_{args.train_epochs}ep"
@@ -229,6 +272,13 @@ def markdown(results: dict) -> str:
                          f"{r['bf16_over_fp32_end_to_end']:.2f}" if p == "bf16" else "")
                         for name, r in speed["rows"].items() for p in PRECISIONS],
                        align=["---", "---", "---:", "---:", "---:", "---:", "---:"])
+        if speed.get("loader_sweep"):
+            lines += ["", "The compact model end to end with other loader settings (the ratio is to the same round's "
+                      "model-only rate with the default threads):", ""]
+            lines += table(["loader", "fp32 img/s", "fp32 / model-only", "bf16 img/s", "bf16 / model-only"],
+                           [(row, v["fp32"]["end_to_end"], f"{v['fp32']['over_model_only']:.2f}",
+                             v["bf16"]["end_to_end"], f"{v['bf16']['over_model_only']:.2f}")
+                            for row, v in speed["loader_sweep"].items()], align=["---", "---:", "---:", "---:", "---:"])
         pixels = speed["crop_cache_pixels"]
         lines += ["", "Crop cache against decoding every image: mean absolute pixel difference "
                   + ", ".join(f"{v} levels at {k.split('_')[0]}" for k, v in pixels.items())
