@@ -145,10 +145,13 @@ def round_plan(args, r: int) -> list[tuple[str, str, str, str]]:
     return plan
 
 
-def run_speed(args) -> dict:
+def run_speed(args, on_round=lambda partial: None) -> dict:
+    """Every round of :func:`round_plan`; ``on_round(partial)`` gets the summary of the rounds so far after each
+    round (so an interrupted run keeps them). Returns the summary of all rounds."""
     import torch
     from posekit.methods import build_trainer
     threads = torch.get_num_threads()
+    pixels = crop_cache_difference()
     rates = {key: [] for key in round_plan(args, 0)}
     loads = [load_average()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,23 +162,28 @@ def run_speed(args) -> dict:
                 out = Path(tmp) / f"{row.replace(' ', '_')}_{precision}"
                 trainers[row, precision] = build_trainer(speed_config(name, PRECISIONS[precision], out, args, **loader))
         held = {n: next(iter(trainers[n, "fp32"].loader(0))) for n in args.trainings}
+        default = trainers[args.trainings[0], "fp32"].cfg
+        fixed = {"workers": default.workers, "threads": default.threads or threads, "crop_cache": default.crop_cache,
+                 "crop_cache_pixels": pixels}
         for r in range(args.rounds):
             for row, name, precision, mode in round_plan(args, r):
                 rate = measure(trainers[row, precision], mode, r, held[name], args, threads)
                 rates[row, name, precision, mode].append(round(rate, 1))
                 print(f"round {r + 1}: {row} {precision} {mode}: {rate:.1f} images/s", file=sys.stderr, flush=True)
             loads.append(load_average())
-        default = trainers[args.trainings[0], "fp32"].cfg
-        workers, default_threads, cache = default.workers, default.threads or threads, default.crop_cache
+            on_round({**speed_summary(rates, args), "load_average_per_round": loads, "rounds_done": r + 1, **fixed})
     torch.set_num_threads(threads)
+    return {**speed_summary(rates, args), "load_average_per_round": loads, "rounds_done": args.rounds, **fixed}
+
+
+def speed_summary(rates: dict, args) -> dict:
+    """{"rows": per training (:func:`summarise`), "loader_sweep": per loader variant (:func:`sweep_summary`)}."""
     rows = {n: summarise({p: {m: rates[n, n, p, m] for m in MODES} for p in PRECISIONS}) for n in args.trainings}
     sweep = {}
     for (row, _, precision, _), values in rates.items():
         if row not in rows:
             sweep.setdefault(row, {})[precision] = values
-    return {"rows": rows, "loader_sweep": sweep_summary(sweep, rows.get("compact")), "load_average_per_round": loads,
-            "workers": workers, "threads": default_threads, "crop_cache": cache,
-            "crop_cache_pixels": crop_cache_difference()}
+    return {"rows": rows, "loader_sweep": sweep_summary(sweep, rows.get("compact"))}
 
 
 def sweep_summary(sweep: dict, compact: dict | None) -> dict:
@@ -261,7 +269,8 @@ def markdown(results: dict) -> str:
     lines = []
     speed = results.get("speed")
     if speed:
-        lines += [f"Speed ({speed['date']}; `{speed['command']}`; {speed['budget']}; workers {speed['workers']}, "
+        lines += [f"Speed ({speed['date']}; `{speed['command']}`; {speed['budget']}, {speed['rounds_done']} rounds done; "
+                  f"workers {speed['workers']}, "
                   f"threads {speed['threads']}, crop cache {'on' if speed['crop_cache'] else 'off'}; load average per "
                   f"round {speed['load_average_per_round']}). Images/s are medians over the rounds; ratios are medians "
                   "of the per-round ratios.", ""]
@@ -303,12 +312,17 @@ def main(argv=None) -> int:
     results["environment"] = environment("python", "torch", "numpy", "opencv", "cpu", "logical_cpus")
     stamp = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
              "command": command("benchmarks/train_speed.py", python=True), "seed": SEED}
+    title = "# Training throughput on the CPU\n\n"
     if args.train_epochs:
         results["training"] = {**run_trainings(args), **stamp}
     else:
         budget = {"rounds": args.rounds, "warmup_steps": args.warmup, "timed_steps": args.steps, "batch": BATCH}
-        results["speed"] = {**run_speed(args), **stamp, "budget": budget}
-    write_results(results, args.out, "# Training throughput on the CPU\n\n" + markdown(results))
+
+        def write_round(partial: dict) -> None:
+            results["speed"] = {**partial, **stamp, "budget": budget}
+            write_results(results, args.out, title + markdown(results))
+        write_round(run_speed(args, on_round=write_round))
+    write_results(results, args.out, title + markdown(results))
     print(markdown(results))
     return 0
 
