@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -15,12 +14,6 @@ from posekit.data.transforms import (AugmentConfig, affine_points, box_to_center
                                      normalize_image, random_crop_params, warp_image)
 
 log = logging.getLogger(__name__)
-
-
-def single_threaded_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: OpenCV in one thread. torch already runs one thread in a worker; OpenCV's own
-    pool would otherwise split each small warp over every core and compete with the training threads."""
-    cv2.setNumThreads(1)
 
 
 def check_crop_cache(cache, samples: list[Sample], input_size, padding: float, augment: AugmentConfig | None) -> None:

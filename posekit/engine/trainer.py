@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 from posekit.config import DEFAULT_PADDING, PoseConfig
 from posekit.data.crop_cache import training_crop_cache
-from posekit.data.dataset import TopDownDataset, single_threaded_worker
+from posekit.data.dataset import TopDownDataset
 from posekit.data.formats import load_samples
 from posekit.data.transforms import AugmentConfig
 from posekit.checkpoint import check_writable, load_checkpoint, save_checkpoint
@@ -222,7 +222,6 @@ class Trainer:
         indices = indices[:self.steps_per_epoch * self.cfg.batch_size]
         return DataLoader(self.dataset, batch_size=self.cfg.batch_size, sampler=indices, drop_last=True,
                           num_workers=self.cfg.workers, collate_fn=collate, persistent_workers=False,
-                          worker_init_fn=single_threaded_worker if self.cfg.workers > 0 else None,
                           multiprocessing_context="fork" if self.cfg.workers > 0 and sys.platform != "win32" else None)
 
     def progress(self, epoch: int) -> StepProgress:
