@@ -31,13 +31,15 @@ __all__ = ["TrainConfig", "build_train_codec", "skeleton_of", "default_workers"]
 
 
 def default_workers() -> int:
-    """DataLoader workers when a config names none: 1 on a machine with up to 2 cores, else half the cores (at most 4).
+    """DataLoader workers when a config names none: 0 (load in the training process) on a machine with up to 2
+    cores, else half the cores (at most 4).
 
-    With the crop cache one worker prepares well over 1,000 crops/s, several times what the model consumes on
-    2 cores; a second worker adds no throughput there, only a third busy process next to the two training
-    threads (benchmarks/train_speed.py measures the alternatives)."""
+    Measured on 2 cores (benchmarks/results/train_speed.md, compact model, crop cache on, 2 training threads): in-process
+    loading kept 0.98 (fp32) / 1.02 (bf16) of the model-only rate, one worker 0.94 / 0.58 and two workers about
+    0.5: a worker process is a third busy thread next to the two training threads, and every time it preempts one
+    of them the other waits for it; with the crop cache an item costs well under a millisecond, less than that."""
     cores = os.cpu_count() or 1
-    return 1 if cores <= 2 else min(4, cores // 2)
+    return 0 if cores <= 2 else min(4, cores // 2)
 
 
 @dataclass
