@@ -44,3 +44,17 @@ def damaged_clip(tmp_path):
     data[a:b] = np.random.default_rng(0).integers(0, 256, b - a, dtype=np.uint8).tobytes()
     path.write_bytes(bytes(data))
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def crop_cache_in_a_temporary_folder(tmp_path_factory):
+    """Trainings build their crop cache (posekit.data.crop_cache) under $POSEKIT_CACHE: a session folder here,
+    never the user's ~/.cache. Subprocesses (the CLI tests) inherit it."""
+    import os
+    saved = os.environ.get("POSEKIT_CACHE")
+    os.environ["POSEKIT_CACHE"] = str(tmp_path_factory.mktemp("crop_cache"))
+    yield
+    if saved is None:
+        os.environ.pop("POSEKIT_CACHE", None)
+    else:
+        os.environ["POSEKIT_CACHE"] = saved

@@ -2,6 +2,7 @@
 :class:`~posekit.methods.base.MethodOption` declarations."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from posekit.cli.common import add_method_options, json_object, method_kwargs_from_args, size_arg
@@ -12,7 +13,8 @@ OPTION_FLAGS = {"data": "train", "val": "val", "out": "out", "model": "model", "
                 "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "workers": "workers",
                 "threads": "threads", "device": "device", "amp": "amp", "method": "method", "init": "init",
                 "nan_policy": "nan_policy", "sigma": "sigma", "max_iters": "max_iters_per_epoch",
-                "skip_invalid": "skip_invalid", "head": "head"}
+                "skip_invalid": "skip_invalid", "head": "head", "crop_cache": "crop_cache",
+                "cache_dir": "cache_dir"}
 #: JSON-object flags merged over the config file's value of the same option
 MERGED_FLAGS = ("model_kwargs", "head_kwargs", "codec_kwargs", "loss", "augment", "method_kwargs")
 
@@ -42,7 +44,11 @@ def add_parser(sub) -> None:
     t.add_argument("--workers", type=int, help="data-loading worker processes")
     t.add_argument("--threads", type=int, help="torch threads for the training process (default: all cores)")
     t.add_argument("--device", help="cpu | cuda")
-    t.add_argument("--amp", action="store_true", default=None, help="mixed precision (CUDA only)")
+    t.add_argument("--amp", action="store_true", default=None, help="mixed precision: bf16 autocast on the CPU, fp16 on CUDA (weights, optimiser, checkpoints stay fp32)")
+    t.add_argument("--crop-cache", action=argparse.BooleanOptionalAction, default=None,
+                   help="warp training crops from a cache of person crops decoded once (default on; "
+                        "--no-crop-cache decodes every image every epoch)")
+    t.add_argument("--cache-dir", help="crop cache folder (default $POSEKIT_CACHE or ~/.cache/posekit/crops)")
     t.add_argument("--method", help=f"training method: {' | '.join(METHODS.names())} (default supervised)")
     t.add_argument("--method-kwargs", help='JSON of further options of the method, e.g. \'{"branches": 2}\'')
     add_method_options(t, [cls for _, cls in METHODS.items()])

@@ -16,6 +16,16 @@ from posekit.data.transforms import (AugmentConfig, affine_points, box_to_center
 log = logging.getLogger(__name__)
 
 
+def check_crop_cache(cache, samples: list[Sample], input_size, padding: float, augment: AugmentConfig | None) -> None:
+    """ValueError unless ``cache`` holds ``samples`` and every crop this input size, padding and augmentation
+    (None: none) can draw."""
+    from posekit.data.crop_cache import CropSettings
+    wanted = CropSettings.for_training(input_size, padding, augment)
+    if len(cache) != len(samples) or not cache.settings.covers(wanted):
+        raise ValueError(f"the crop cache {cache.directory} ({len(cache)} samples, {cache.settings}) does not cover "
+                         f"{len(samples)} samples with {wanted}")
+
+
 class TopDownDataset(Dataset):
     """Crops each person box to ``input_size`` and encodes its keypoints with ``codec``.
 
@@ -25,11 +35,15 @@ class TopDownDataset(Dataset):
     and ``ok`` (0 when the image could not be read: the item is then black with zero weights, so one
     bad file costs one sample, not the epoch; the trainer reports it by name).
     Randomness comes from (seed, epoch, index): the same seed replays the same augmentations.
+
+    ``crop_cache`` (a :class:`~posekit.data.crop_cache.CropCache` of these samples, made with this dataset's
+    input size, padding and augmentation) replaces decoding the image with warping its cached person crop:
+    the random draws, keypoints, targets and matrices stay the same, only the pixels are resampled once more.
     """
 
     def __init__(self, samples: list[Sample], codec, input_size: tuple[int, int], *, flip_index: np.ndarray,
                  train: bool = False, augment: AugmentConfig | None = None, seed: int = 0,
-                 padding: float = DEFAULT_PADDING):
+                 padding: float = DEFAULT_PADDING, crop_cache=None):
         self.samples = samples
         self.codec = codec
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -39,6 +53,9 @@ class TopDownDataset(Dataset):
         self.seed = seed
         self.padding = padding
         self.epoch = 0
+        if crop_cache is not None:
+            check_crop_cache(crop_cache, samples, self.input_size, padding, self.augment if train else None)
+        self.crop_cache = crop_cache
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -58,14 +75,20 @@ class TopDownDataset(Dataset):
             rotation, flip = p["rotation"], p["flip"]
         return crop_matrix(center, size, self.input_size, rotation, flip), flip
 
+    def warped_crop(self, index: int, matrix: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 crop of sample ``index`` through ``matrix`` (2, 3) image -> crop pixels, from the
+        crop cache when there is one; DataError when the image cannot be read."""
+        if self.crop_cache is not None:
+            return self.crop_cache.warp(index, matrix, self.input_size)
+        return warp_image(read_image(self.samples[index].image_path), matrix, self.input_size)
+
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
         matrix, flip = self.crop(sample, rng)
         ok = 1
         try:
-            image = read_image(sample.image_path)
-            crop = warp_image(image, matrix, self.input_size)
+            crop = self.warped_crop(index, matrix)
         except DataError as err:
             log.warning("skipping unreadable image: %s", err)
             crop, ok = np.zeros((self.input_size[1], self.input_size[0], 3), np.uint8), 0

@@ -100,23 +100,52 @@ def random_crop_params(rng: np.random.Generator, cfg: AugmentConfig) -> dict:
 
 
 def color_jitter(image: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
-    """image: (H, W, 3) uint8 -> jittered copy: brightness, contrast and saturation factors in [1 - amount, 1 + amount]."""
+    """image: (H, W, 3) uint8 -> jittered copy: brightness, contrast and saturation factors in [1 - amount, 1 + amount].
+
+    Brightness scales a float32 copy; contrast pulls towards the image mean and saturation towards each pixel's
+    grey (channel mean), both in float64 (NumPy 2 promotes float32 arrays times the float64 factors). The
+    operations run in place, in the order and precision of the plain expression
+    ``((x * b - m) * c + m - g) * s + g``, so the result is bit for bit the same, about 3x faster.
+    """
     if amount <= 0:
         return image
-    img = image.astype(np.float32)
     brightness, contrast, saturation = rng.uniform(1 - amount, 1 + amount, size=3)
-    img *= brightness
+    img = image.astype(np.float32)
+    np.multiply(img, brightness, out=img, casting="same_kind")
     mean = img.mean()
-    img = (img - mean) * contrast + mean
-    gray = img.mean(axis=2, keepdims=True)
-    img = (img - gray) * saturation + gray
-    return np.clip(img, 0, 255).astype(np.uint8)
+    img -= mean
+    out = np.multiply(img, contrast)  # float64 from here on
+    out += mean
+    # the channel mean as NumPy's mean(axis=2) computes it for three values: (c0 + c1) + c2, then / 3
+    gray = out[..., 0] + out[..., 1]
+    gray += out[..., 2]
+    gray /= 3
+    gray = gray[..., None]
+    out -= gray
+    out *= saturation
+    out += gray
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 IMAGE_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
 IMAGE_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255
 
 
+#: (3, 256) float32: the normalised value of every uint8 level per channel, computed as the elementwise formula
+#: ``(x - mean) / std`` would, so a table look-up gives the same bits
+_NORMALIZED_LEVELS = np.ascontiguousarray(((np.arange(256, dtype=np.float32)[:, None] - IMAGE_MEAN) / IMAGE_STD).T)
+
+
 def normalize_image(crop: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (3, H, W) float32, ImageNet mean/std normalised (the models' input)."""
-    return ((crop.astype(np.float32) - IMAGE_MEAN) / IMAGE_STD).transpose(2, 0, 1).copy()
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32, ImageNet mean/std normalised (the models' input).
+
+    One table look-up per channel (:data:`_NORMALIZED_LEVELS`) writes the channel-first result directly.
+    """
+    if crop.dtype != np.uint8:  # the table holds uint8 levels only
+        return ((crop.astype(np.float32) - IMAGE_MEAN) / IMAGE_STD).transpose(2, 0, 1).copy()
+    height, width = crop.shape[:2]
+    out = np.empty((3, height, width), np.float32)
+    for channel in range(3):
+        np.take(_NORMALIZED_LEVELS[channel], crop[..., channel], out=out[channel])
+    return out

@@ -23,6 +23,7 @@ import dataclasses
 import math
 import numbers
 import typing
+import os
 from dataclasses import dataclass, field
 
 from posekit.codecs import HeatmapCodec, IntegralCodec, RegressionCodec
@@ -32,7 +33,20 @@ from posekit.models.heads import head_type
 from posekit.skeletons import SKELETONS, get_skeleton
 from posekit.training.guard import NAN_POLICIES
 
-__all__ = ["TrainConfig", "TrainOptionError", "build_train_codec", "check_train_options", "skeleton_of"]
+__all__ = ["TrainConfig", "TrainOptionError", "build_train_codec", "check_train_options", "skeleton_of",
+           "default_workers"]
+
+
+def default_workers() -> int:
+    """DataLoader workers when a config names none: 0 (load in the training process) on a machine with up to 2
+    cores, else half the cores (at most 4).
+
+    Measured on 2 cores (benchmarks/results/train_speed.md, compact model, crop cache on, 2 training threads): in-process
+    loading kept 0.98 (fp32) / 1.02 (bf16) of the model-only rate, one worker 0.94 / 0.58 and two workers about
+    0.5: a worker process is a third busy thread next to the two training threads, and every time it preempts one
+    of them the other waits for it; with the crop cache an item costs well under a millisecond, less than that."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(4, cores // 2)
 
 
 @dataclass
@@ -52,11 +66,13 @@ class TrainConfig:
     weight_decay: float = 1e-4
     warmup_iters: int = 200
     final_lr_ratio: float = 0.01
-    workers: int = 2
+    workers: int = field(default_factory=default_workers)  # DataLoader worker processes (0: load in the training process)
     threads: int | None = None                   # torch intra-op threads (None: torch's default, all cores)
     seed: int = 0
     device: str = "cpu"
-    amp: bool = False
+    amp: bool = False                            # mixed precision: bf16 autocast on the CPU (fp32 weights)
+    crop_cache: bool = True                      # warp training crops from a decoded-once cache (posekit.data.crop_cache)
+    cache_dir: str | None = None                 # where the crop cache lives (None: $POSEKIT_CACHE or ~/.cache/posekit/crops)
     channels_last: bool = True
     augment: dict = field(default_factory=dict)
     method: str = "supervised"

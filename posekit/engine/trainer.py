@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from posekit.config import DEFAULT_PADDING, PoseConfig
+from posekit.data.crop_cache import training_crop_cache
 from posekit.data.dataset import TopDownDataset
 from posekit.data.formats import load_samples
 from posekit.data.transforms import AugmentConfig
@@ -40,6 +41,7 @@ from posekit.skeletons import get_skeleton, SKELETONS
 from posekit.training.context import StepProgress, TrainContext
 from posekit.training.guard import BufferSnapshot, check_finite_weights, check_skipped_share, guarded_step
 from posekit.training.run_folder import prepare_run_folder
+from posekit.training.precision import autocast, float32_loss
 from posekit.training.runlog import RunLog
 from posekit.training.schedule import lr_factor
 from posekit.training.seeding import epoch_indices, seed_everything
@@ -134,8 +136,11 @@ class Trainer:
                 AllStages(self.model), find_unused_parameters=cfg.head not in HEATMAP_OUTPUT_HEADS)
             train_model = DistributedStages(self.ddp_model)
 
+        augment = AugmentConfig(**cfg.augment)
+        crop_cache = training_crop_cache(self.train_samples, cfg.input_size, DEFAULT_PADDING, augment,
+                                         cfg.cache_dir) if cfg.crop_cache else None
         self.dataset = TopDownDataset(self.train_samples, self.codec, cfg.input_size, flip_index=np.array(self.flip_index),
-                                      train=True, augment=AugmentConfig(**cfg.augment), seed=cfg.seed)
+                                      train=True, augment=augment, seed=cfg.seed, crop_cache=crop_cache)
         self.steps_per_epoch = len(self.dataset) // self.world // cfg.batch_size
         if cfg.max_iters_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_iters_per_epoch)
@@ -258,8 +263,8 @@ class Trainer:
                 batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
             progress = self.progress(epoch)
             buffers = BufferSnapshot(self.method.trainable_modules())
-            with torch.autocast(self.device.type, enabled=cfg.amp and self.device.type == "cuda"):
-                logs = self.method.training_step(batch, progress)
+            with autocast(self.device.type, enabled=cfg.amp):  # bf16 on the CPU; weights and optimiser stay fp32
+                logs = float32_loss(self.method.training_step(batch, progress))
             where = f"epoch {epoch + 1}, step {self.step}, samples {batch['index'][:8].tolist()}..."
             refused = guarded_step(logs["loss"], [self.optimizer], self.named_params, buffers, policy=cfg.nan_policy,
                                    where=where)

@@ -2,6 +2,7 @@
 
 * :mod:`~posekit.training.context` -- what the trainer tells a method: :class:`TrainContext`, :class:`StepProgress`;
 * :mod:`~posekit.training.guard` -- a step with a non-finite loss or gradient changes nothing (weights, BatchNorm);
+* :mod:`~posekit.training.precision` -- the training step's autocast (bf16 on the CPU) and its float32 loss;
 * :mod:`~posekit.training.schedule` -- warm-up + cosine learning-rate factor;
 * :mod:`~posekit.training.seeding` -- global seeding and the seeded per-epoch shuffle;
 * :mod:`~posekit.training.runlog` -- the epoch log a resumed run continues exactly;

@@ -50,3 +50,30 @@ def test_color_jitter_is_seeded_and_keeps_dtype():
     b = color_jitter(image, np.random.default_rng(5), 0.3)
     assert a.dtype == np.uint8 and (a == b).all() and not (a == image).all()
     assert (color_jitter(image, np.random.default_rng(5), 0.0) == image).all()
+
+
+def reference_color_jitter(image, rng, amount):
+    """The plain expression color_jitter must reproduce bit for bit (its original form)."""
+    img = image.astype(np.float32)
+    brightness, contrast, saturation = rng.uniform(1 - amount, 1 + amount, size=3)
+    img *= brightness
+    mean = img.mean()
+    img = (img - mean) * contrast + mean
+    gray = img.mean(axis=2, keepdims=True)
+    img = (img - gray) * saturation + gray
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 3), (128, 96, 3), (7, 5, 3)])
+def test_fast_color_jitter_and_normalisation_give_the_same_bits_as_the_plain_formulas(shape):
+    from posekit.data.transforms import IMAGE_MEAN, IMAGE_STD, normalize_image
+    source = np.random.default_rng(shape[0])
+    for trial in range(20):
+        image = source.integers(0, 256, shape, dtype=np.uint8)
+        amount = (0.1, 0.25, 0.9)[trial % 3]
+        expected = reference_color_jitter(image, np.random.default_rng(trial), amount)
+        np.testing.assert_array_equal(color_jitter(image, np.random.default_rng(trial), amount), expected)
+        plain = ((image.astype(np.float32) - IMAGE_MEAN) / IMAGE_STD).transpose(2, 0, 1)
+        np.testing.assert_array_equal(normalize_image(image), plain)
+    as_float = image.astype(np.float32)
+    np.testing.assert_array_equal(normalize_image(as_float), plain)

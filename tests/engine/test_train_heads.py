@@ -156,3 +156,13 @@ def test_cli_train_flags(tmp_path, tiny_data):
     assert train_config_from_args(args).head_kwargs == {"init_std": 0.02}
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--data", "x", "--head", "gaussian"])
+
+
+def test_cli_amp_and_crop_cache_flags():
+    from posekit.cli import build_parser, train_config_from_args
+    parse = lambda *flags: train_config_from_args(build_parser().parse_args(["train", "--data", "x", *flags]))
+    default = parse()
+    assert default.amp is False and default.crop_cache is True and default.cache_dir is None
+    cfg = parse("--amp", "--no-crop-cache", "--cache-dir", "/tmp/crops")
+    assert cfg.amp is True and cfg.crop_cache is False and cfg.cache_dir == "/tmp/crops"
+    assert parse("--crop-cache").crop_cache is True

@@ -98,3 +98,13 @@ def test_threads_option_sets_torch_threads(tmp_path, tiny_data):
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_crop_cache_is_built_in_cache_dir_and_can_be_turned_off(tmp_path, tiny_data):
+    cached = build_trainer(config(tmp_path / "a", tiny_data, val=None, cache_dir=str(tmp_path / "crops")))
+    assert cached.dataset.crop_cache is not None
+    assert cached.dataset.crop_cache.directory.parent == tmp_path / "crops"
+    plain = build_trainer(config(tmp_path / "b", tiny_data, val=None, crop_cache=False))
+    assert plain.dataset.crop_cache is None
+    a, b = cached.dataset[3], plain.dataset[3]
+    assert torch.equal(a["heatmaps"], b["heatmaps"]) and torch.equal(a["matrix"], b["matrix"])
