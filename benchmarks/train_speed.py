@@ -20,8 +20,9 @@ are computed within each round and their median over the rounds is reported, wit
 Also recorded: the crop cache's mean absolute pixel difference against decoding (first 400 train people).
 
 ``--train-epochs N`` instead trains the compact model (configs/lspet_compact.json, seed 0; the default loader
-unless --workers / --threads) for N epochs in fp32 and in bf16 and scores LSPET val (800 people, flip test) after the last epoch. Run folders
-``runs/train_speed/compact_{fp32,bf16}_{N}ep`` resume from their ``last.pt``; a finished one is reused.
+unless --workers / --threads) for N epochs in fp32 and in bf16 and scores LSPET val (800 people, flip test)
+after the last epoch. Run folders ``runs/train_speed/compact_{fp32,bf16}_{N}ep`` resume from their ``last.pt``;
+a finished one is reused.
 
     python benchmarks/train_speed.py                      # seed 0, 3 rounds, 4 warm-up + 24 timed steps each
     python benchmarks/train_speed.py --train-epochs 10    # 2 x 10 epochs: 15-30 min on 2 idle cores
