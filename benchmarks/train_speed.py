@@ -19,16 +19,23 @@ alternate which mode goes first. The machine may be shared: the ratios (end-to-e
 are computed within each round and their median over the rounds is reported, with the load average.
 Also recorded: the crop cache's mean absolute pixel difference against decoding (first 400 train people).
 
-``--train-epochs N`` instead trains the compact model (configs/lspet_compact.json, seed 0; default loader) for N epochs in
-fp32 and in bf16 and scores LSPET val (800 people, flip test) after the last epoch. Run folders
-``runs/train_speed/compact_{fp32,bf16}_{N}ep`` resume from their ``last.pt``; a finished one is reused.
+``--train-epochs N`` instead trains the compact model (configs/lspet_compact.json, seed 0; the default loader
+unless --workers / --threads) for N epochs in fp32 and in bf16 and scores LSPET val (800 people, flip test)
+after the last epoch. Run folders ``runs/train_speed/compact_{fp32,bf16}_{N}ep`` resume from their ``last.pt``;
+a finished one is reused.
 
-    python benchmarks/train_speed.py                      # seed 0, 3 rounds, 4 warm-up + 16 timed steps each: ~10 min
+    python benchmarks/train_speed.py                      # seed 0, 3 rounds, 4 warm-up + 24 timed steps each
     python benchmarks/train_speed.py --train-epochs 10    # 2 x 10 epochs: 15-30 min on 2 idle cores
+    python benchmarks/train_speed.py --train-epochs 10 --precisions fp32 --workers 0 --threads 1 --out runs/f.json &
+    python benchmarks/train_speed.py --train-epochs 10 --precisions bf16 --workers 0 --threads 1 --out runs/b.json
+    python benchmarks/train_speed.py --train-epochs 10 --workers 0 --threads 1   # both at once, one core each (as
+                                                          # committed: ~17 + 12 min), then collect them (reused)
     python benchmarks/train_speed.py --quick --out /tmp/train_speed.json   # smoke test (1 round, 2 + 3 steps)
 
-Results: ``benchmarks/results/train_speed.json`` (``speed`` and ``training`` sections, each written by its own
-mode) and ``train_speed.md``.
+Budget: a round took about 9 minutes while this machine was shared (the committed table: 2 rounds, the third
+stopped to leave time for the trainings); ``--no-loader-sweep`` halves it. Results:
+``benchmarks/results/train_speed.json`` (``speed`` and ``training`` sections, each written by its own mode; the
+table is rewritten after every round) and ``train_speed.md``.
 """
 from __future__ import annotations
 
