@@ -77,6 +77,7 @@ SFDA_ROWS = {
 
 
 ROWS = {"source_only": "source only", "adabn": "AdaBN (BatchNorm statistics of the target only)",
+        "adabn_trunk": "AdaBN, folded BatchNorm, backbone convs only",
         **{k: v[0] for k, v in SFDA_ROWS.items()}, "oracle": "oracle (target labels)"}
 
 
@@ -89,6 +90,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--source-checkpoint", type=Path,
                    help="reuse this trained source model (e.g. another budget's source/model.pt) instead of training "
                         "one: the loss ablations can then run at a shorter SFDA budget from the same source")
+    p.add_argument("--source-onnx", type=Path,
+                   help="a released MoveNet graph as the source: imported unchanged as its COCO-17 heatmap model "
+                        "(written once under the runs folder); scored on the joints its skeleton shares with --val")
+    p.add_argument("--source-images", default="coco:../shared/datasets/coco-mini/annotations/"
+                                              "person_keypoints_train2017.json",
+                   help="images of the source's domain: the source moments of AdaBN for folded BatchNorm (MoveNet)")
+    p.add_argument("--adabn-images", type=int, default=512, help="target crops of AdaBN for folded BatchNorm")
     p.add_argument("--synth-num", type=int, default=3200, help="synthetic source images")
     p.add_argument("--synth-style", default="mixed", help="synthetic style: flat | textured | mixed (the demo's)")
     p.add_argument("--synth-size", type=int, default=192, help="synthetic image side (pixels)")
@@ -121,7 +129,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def budget(args) -> dict:
-    source = ({"source_checkpoint": str(args.source_checkpoint)} if args.source_checkpoint else
+    source = ({"source_onnx": args.source_onnx.name, "source_images": args.source_images} if args.source_onnx else
+              {"source_checkpoint": str(args.source_checkpoint)} if args.source_checkpoint else
               {"source_data": args.source_data} if args.source_data else
               {"synth_num": args.synth_num, "synth_style": args.synth_style, "synth_size": args.synth_size,
                "synth_seed": args.synth_seed})
@@ -134,7 +143,8 @@ def budget(args) -> dict:
 
 
 def budget_name(b: dict) -> str:
-    source = (f"ckpt-{hashlib.sha1(b['source_checkpoint'].encode()).hexdigest()[:8]}" if b.get("source_checkpoint") else
+    source = (f"onnx-{Path(b['source_onnx']).stem}" if b.get("source_onnx") else
+              f"ckpt-{hashlib.sha1(b['source_checkpoint'].encode()).hexdigest()[:8]}" if b.get("source_checkpoint") else
               f"src-{Path(b['source_data']).name}" if b.get("source_data") else
               f"synth{b['synth_num']}-{b['synth_style']}-{b['synth_size']}-s{b['synth_seed']}")
     name = f"{source}_e{b['source_epochs']}_a{b['sfda_epochs']}_lr{b['sfda_lr']:g}_b{b['batch_size']}_seed{b['seed']}"
@@ -168,12 +178,26 @@ def source_spec(args, run_root: Path) -> str:
 
 
 def train_source(args, run_root: Path) -> dict:
+    if args.source_onnx:
+        return imported_source(args.source_onnx, run_root)
     if args.source_checkpoint:
         if not args.source_checkpoint.is_file():
             raise SystemExit(f"error: --source-checkpoint not found: {args.source_checkpoint}")
         return reused_checkpoint(args.source_checkpoint)
     cfg = base_config(source_spec(args, run_root), run_root / "source", args.source_epochs, args)
     return train_once(cfg, run_root / "source")
+
+
+def imported_source(onnx: Path, run_root: Path) -> dict:
+    """A released MoveNet graph as posekit's trainable COCO-17 heatmap model (the heatmap head, HeatmapCodec,
+    DARK), imported once: ``python -m posekit.models.movenet_import ONNX --out OUT --skeleton coco``."""
+    from posekit.checkpoint import save_checkpoint
+    from posekit.models.movenet_import import movenet_checkpoint, retarget_checkpoint
+    out = run_root / "source" / "model.pt"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(out, retarget_checkpoint(movenet_checkpoint(onnx), "coco"))
+    return reused_checkpoint(out)
 
 
 def train_sfda(row: str, args, run_root: Path, source_checkpoint: str) -> dict:
@@ -189,14 +213,22 @@ def train_sfda(row: str, args, run_root: Path, source_checkpoint: str) -> dict:
     return train_once(cfg, run_root / row)
 
 
-def adabn(args, run_root: Path, source_checkpoint: str) -> dict:
-    """The baseline: the source model with BatchNorm statistics re-estimated on the target training images."""
+def adabn(args, run_root: Path, source_checkpoint: str, row: str = "adabn") -> dict:
+    """The baseline: the source model with BatchNorm statistics re-estimated on the target training images; for
+    folded BatchNorm (MoveNet) its equivalent, the conv outputs' moments aligned to the source images'."""
     import time
-    from posekit.methods.adabn import adapt_batchnorm_checkpoint
+    from posekit.methods.adabn import adapt_batchnorm_checkpoint, adapt_folded_checkpoint
     start = time.time()
     limit = args.max_iters * args.batch_size if args.max_iters else None
-    result = adapt_batchnorm_checkpoint(source_checkpoint, resolve_spec(args.target), run_root / "adabn" / "model.pt",
-                                        batch_size=args.batch_size, workers=args.workers, limit=limit)
+    out = run_root / row / "model.pt"
+    if args.source_onnx:
+        result = adapt_folded_checkpoint(source_checkpoint, resolve_spec(args.target), resolve_spec(args.source_images),
+                                         out, limit=limit or args.adabn_images, batch_size=args.batch_size,
+                                         workers=args.workers, layers="trunk" if row == "adabn_trunk" else "all",
+                                         seed=args.seed)
+    else:
+        result = adapt_batchnorm_checkpoint(source_checkpoint, resolve_spec(args.target), out,
+                                            batch_size=args.batch_size, workers=args.workers, limit=limit)
     return {"checkpoint": result["checkpoint"], "train_seconds": round(time.time() - start, 1),
             "final_epoch": {"images": result["images"]}}
 
@@ -224,8 +256,18 @@ def score(checkpoint, args) -> dict:
     """PCK@0.05 box, PCK@0.2 torso, AUC on ``--val`` with flip test."""
     from posekit.engine.evaluate import evaluate
     from posekit.inference.predictor import Predictor
-    metrics = evaluate(Predictor.from_checkpoint(checkpoint, flip_test=True), resolve_spec(args.val))
+    predictor = Predictor.from_checkpoint(checkpoint, flip_test=True)
+    metrics = evaluate(predictor, resolve_spec(args.val), joints=shared_joints(predictor, args))
     return {k: metrics.get(k) for k in ("pck@0.05_box", "pck@0.2_torso", "auc_torso", "pckh@0.5", "n_evaluated")}
+
+
+def shared_joints(predictor, args) -> list[str] | None:
+    """With a MoveNet source (COCO-17) every row is scored on the joints COCO and the val data share: a model
+    of the val data's own keypoints (the oracle) on those same joints; a COCO model gets them anyway."""
+    from posekit.skeletons import COCO, get_skeleton, shared_skeleton
+    if not args.source_onnx or predictor.pose_config.skeleton == "coco":
+        return None
+    return list(shared_skeleton(COCO, get_skeleton(predictor.pose_config.skeleton))[0].keypoints)
 
 
 def score_target_model(checkpoint, args) -> dict:
@@ -243,14 +285,18 @@ def score_target_model(checkpoint, args) -> dict:
 
 def markdown(results: dict) -> str:
     b = results["budget"]
-    source = (f"the trained model `{b['source_checkpoint']}`" if b.get("source_checkpoint") else
+    source = (f"the released `{b['source_onnx']}` imported unchanged (COCO-17 heatmap head, DARK); folded AdaBN's "
+              f"source moments from `{b['source_images']}`" if b.get("source_onnx") else
+              f"the trained model `{b['source_checkpoint']}`" if b.get("source_checkpoint") else
               (b.get("source_data") or f"{b['synth_num']} synthetic people ({b['synth_style']}, {b['synth_size']} px)")
               + f", {b['source_epochs']} epochs")
-    title = ("Synthetic -> LSPET adaptation" if not (b.get("source_checkpoint") or b.get("source_data"))
-             else "Adaptation")
+    title = ("Synthetic -> LSPET adaptation" if not (b.get("source_checkpoint") or b.get("source_data")
+                                                     or b.get("source_onnx")) else "Adaptation")
     if b.get("corrupt"):
         title += f" to {b['corrupt']}-corrupted images"
-    lines = [f"# {title} ({BACKBONE} {json.dumps(BACKBONE_KWARGS)}, {INPUT[0]}x{INPUT[1]})", "",
+    network = (f"{Path(b['source_onnx']).stem}, scored on the joints COCO-17 and the val data share"
+               if b.get("source_onnx") else f"{BACKBONE} {json.dumps(BACKBONE_KWARGS)}, {INPUT[0]}x{INPUT[1]}")
+    lines = [f"# {title} ({network})", "",
              f"Source: {source}. SFDA: {b['sfda_epochs']} epochs on `{b['target']}` "
              f"(labels withheld), lr {b['sfda_lr']:g}, batch {b['batch_size']}"
              + (f", at most {b['max_iters_per_epoch']} iterations per epoch" if b["max_iters_per_epoch"] else "")
@@ -299,8 +345,8 @@ def main(argv=None) -> int:
         print(f"{row}: ...", flush=True)
         if row == "source_only":
             training = source
-        elif row == "adabn":
-            training = adabn(args, run_root, source["checkpoint"])
+        elif row in ("adabn", "adabn_trunk"):
+            training = adabn(args, run_root, source["checkpoint"], row)
         elif row in SFDA_ROWS:
             training = train_sfda(row, args, run_root, source["checkpoint"])
         else:

@@ -33,6 +33,9 @@ def add_parser(sub) -> None:
     a.add_argument("--target", required=True, help="target data spec FORMAT:PATH[@SPLIT]; its labels are withheld")
     a.add_argument("--out", required=True, help="run folder (model.pt = the adapted inference model, last.pt)")
     a.add_argument("--val", help="labelled target validation spec (monitoring and best.pt only)")
+    a.add_argument("--source-images", help="adabn for folded BatchNorm (MoveNet): a data spec of the source's "
+                                           "domain (e.g. COCO photos) whose conv-output moments the target's are "
+                                           "aligned to")
     a.add_argument("--epochs", type=int, help=f"epochs over the target data ({defaults('epochs')})")
     a.add_argument("--batch-size", type=int, help=f"batch size ({defaults('batch_size')}; adabn 32)")
     a.add_argument("--lr", type=float, help=f"learning rate of the target model ({defaults('lr')})")
@@ -58,9 +61,15 @@ def run(args) -> int:
     if args.method == "scai":
         return run_scai(args)
     if args.method == "adabn":
-        from posekit.methods.adabn import adapt_batchnorm_checkpoint
-        result = adapt_batchnorm_checkpoint(args.source, args.target, Path(args.out) / "model.pt",
-                                            batch_size=args.batch_size or 32, workers=args.workers)
+        from posekit.methods.adabn import adapt_batchnorm_checkpoint, adapt_folded_checkpoint
+        out = Path(args.out) / "model.pt"
+        if args.source_images:  # folded BatchNorm (MoveNet): align the conv outputs' moments
+            result = adapt_folded_checkpoint(args.source, args.target, args.source_images, out,
+                                             batch_size=args.batch_size or 32, workers=args.workers,
+                                             seed=args.seed or 0)
+        else:
+            result = adapt_batchnorm_checkpoint(args.source, args.target, out, batch_size=args.batch_size or 32,
+                                                workers=args.workers)
         print(dumps_strict(result, indent=2))
         return 0
     return run_sfda(args)

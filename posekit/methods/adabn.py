@@ -10,10 +10,19 @@ source images in training, as far as first and second moments go. No gradient, n
 
 The target crops are the person boxes cut exactly as at test time (no augmentation), so the statistics are
 those of the images the adapted model will see.
+
+**Folded BatchNorm** (MoveNet's released graphs, imported unchanged): each BatchNorm was merged into the
+convolution before it, so no running statistics are left to re-estimate. Its equivalent here
+(:func:`align_conv_statistics`): a folded conv's output ``y = γ (x - μ_s) / σ_s + β`` has mean β and standard
+deviation |γ| per channel on source images, while AdaBN's output on target images has exactly those moments.
+So each conv output is mapped, per channel, from its target moments to its source moments,
+``y' = (y - m_t) · s_s / s_t + m_s``, which is again a conv (scaled weights, shifted bias). The source moments
+come from images of the source domain (for MoveNet: COCO photos); the layers are aligned in network order, each
+on the outputs of the already aligned layers before it, as AdaBN's layer-wise normalisation sees them.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -30,7 +39,9 @@ def adapt_batchnorm(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> 
     """
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms:
-        raise ValueError("the model has no BatchNorm layer: AdaBN has nothing to re-estimate")
+        raise ValueError("the model has no BatchNorm layer: AdaBN has nothing to re-estimate (BatchNorm folded into "
+                         "the convs, as in MoveNet? align them instead: posekit adapt --method adabn --source-images "
+                         "SPEC)")
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
@@ -53,15 +64,18 @@ def adapt_batchnorm(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> 
     return seen
 
 
-def target_crops(config: dict, spec: str, *, batch_size: int = 32, workers: int = 0, limit: int | None = None):
-    """Batches of the test-time person crops of ``spec`` for a checkpoint ``config`` (labels never read)."""
+def target_crops(config: dict, spec: str, *, batch_size: int = 32, workers: int = 0, limit: int | None = None,
+                 seed: int | None = None):
+    """Batches of the test-time person crops of ``spec`` for a checkpoint ``config`` (labels never read); with
+    ``limit``, the first ``limit`` people, or with ``seed`` a random subset of that many."""
     from posekit.codecs import build_codec
     from posekit.data.dataset import TopDownDataset
     from posekit.data.formats import load_samples
 
     samples = load_samples(spec)
     if limit is not None:
-        samples = samples[:limit]
+        order = np.random.default_rng(seed).permutation(len(samples)) if seed is not None else np.arange(len(samples))
+        samples = [samples[i] for i in sorted(order[:limit])]
     if not samples:
         raise ValueError(f"no people in {spec}")
     num_keypoints = int(config["num_keypoints"])
@@ -87,3 +101,115 @@ def adapt_batchnorm_checkpoint(source, target: str, out, *, batch_size: int = 32
                                             "images": seen}}
     save_checkpoint(out, {"model": state, "config": config})
     return {"checkpoint": str(out), "images": seen}
+
+
+def _channel_moments(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, C, H, W) -> per-channel mean and standard deviation (C,) over N, H, W, in float64."""
+    y = y.double().transpose(0, 1).reshape(y.shape[1], -1)
+    return y.mean(dim=1), y.std(dim=1, unbiased=False)
+
+
+def source_conv_moments(model: torch.nn.Module, convs: dict, batches: Iterable[torch.Tensor]) -> dict:
+    """Per-channel output moments of each conv in ``convs`` (name -> Conv2d) of the unchanged ``model`` over
+    ``batches`` (N, 3, H, W). Returns {name: (mean (C,), std (C,))}, accumulated over all batches."""
+    sums = {name: [0.0, 0.0, 0] for name in convs}
+    hooks = []
+    for name, conv in convs.items():
+        def record(module, inputs, output, name=name):
+            y = output.double().transpose(0, 1).reshape(output.shape[1], -1)
+            total = sums[name]
+            total[0], total[1], total[2] = total[0] + y.sum(1), total[1] + (y * y).sum(1), total[2] + y.shape[1]
+        hooks.append(conv.register_forward_hook(record))
+    model.eval()
+    try:
+        with torch.no_grad():
+            for images in batches:
+                model(images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    moments = {}
+    for name, (total, squares, count) in sums.items():
+        if count == 0:
+            raise ValueError("no source images: the source statistics would be empty")
+        mean = total / count
+        moments[name] = (mean, (squares / count - mean * mean).clamp_min(0).sqrt())
+    return moments
+
+
+def align_conv_statistics(model: torch.nn.Module, source_moments: dict, target_images: torch.Tensor,
+                          convs: dict, eps: float = 1e-5) -> dict:
+    """AdaBN for folded BatchNorm: fold ``y' = (y - m_t) s_s / s_t + m_s`` into each conv of ``convs``.
+
+    model: changed in place (conv weights and biases only; every conv in ``convs`` needs a bias).
+    source_moments: :func:`source_conv_moments` of the unchanged model on source images.
+    target_images: (N, 3, H, W) target crops, one batch: the layers are aligned in network order during one
+        forward pass, each on the outputs of the layers aligned before it.
+    Returns {name: (scale (C,), shift (C,))} of what was folded in. The model ends in eval mode.
+    """
+    folded = {}
+    hooks = []
+    for name, conv in convs.items():
+        if conv.bias is None:
+            raise ValueError(f"conv {name} has no bias: a folded BatchNorm always leaves one")
+        def align(module, inputs, output, name=name):
+            mean_t, std_t = _channel_moments(output)
+            mean_s, std_s = source_moments[name]
+            # a channel constant on the target keeps its scale (its mean still moves): no division by ~0
+            scale = torch.where(std_t > eps, std_s / std_t.clamp_min(eps), torch.ones_like(std_t))
+            shift = mean_s - scale * mean_t
+            folded[name] = (scale, shift)
+            with torch.no_grad():
+                shape = (-1,) + (1,) * (module.weight.dim() - 1)
+                module.weight.mul_(scale.to(module.weight).view(shape))
+                module.bias.copy_(scale.to(module.bias) * module.bias + shift.to(module.bias))
+            return output * scale.to(output).view(1, -1, 1, 1) + shift.to(output).view(1, -1, 1, 1)
+        hooks.append(conv.register_forward_hook(align))
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(target_images)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    missing = set(convs) - set(folded)
+    if missing:
+        raise ValueError(f"{len(missing)} convs never ran on the target images (e.g. {sorted(missing)[0]})")
+    return folded
+
+
+def aligned_convs(model: torch.nn.Module, keep: Callable[[str], bool] = lambda name: True) -> dict:
+    """The convs a folded-BatchNorm alignment adapts: every Conv2d with a bias whose name ``keep`` accepts,
+    except the per-joint output layers (:class:`~posekit.models.heads.HeatmapHead`, never followed by a norm)."""
+    from posekit.models.heads import HeatmapHead
+    return {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)
+            and not isinstance(m, HeatmapHead) and m.bias is not None and keep(name)}
+
+
+def adapt_folded_checkpoint(source, target: str, source_images: str, out, *, limit: int = 512,
+                            batch_size: int = 32, workers: int = 0, layers: str = "all", seed: int = 0) -> dict:
+    """AdaBN for a source checkpoint whose BatchNorm is folded (MoveNet): :func:`align_conv_statistics` with the
+    source moments from ``source_images`` (a spec of the source's domain) and the target moments from ``limit``
+    target crops (a seeded random subset, one batch). ``layers``: "all" (every conv with a bias but the
+    outputs) or "trunk" (the backbone's only, names starting with ``trunk.``). Returns {"checkpoint",
+    "images", "source_images", "convs"}."""
+    if layers not in ("all", "trunk"):
+        raise ValueError(f"layers must be 'all' or 'trunk', got {layers!r}")
+    payload = load_checkpoint(source)
+    model, config = build_from_checkpoint(payload)
+    model.eval()
+    convs = aligned_convs(model, (lambda name: True) if layers == "all" else (lambda name: name.startswith("trunk.")))
+    if not convs:
+        raise ValueError(f"source {source}: no convolution with a bias to align")
+    source_batches = list(target_crops(config, source_images, batch_size=batch_size, workers=workers))
+    moments = source_conv_moments(model, convs, source_batches)
+    crops = torch.cat(list(target_crops(config, target, batch_size=batch_size, workers=workers, limit=limit,
+                                        seed=seed)))
+    align_conv_statistics(model, moments, crops, convs)
+    state = {k: v.to(payload["model"][k].dtype) if k in payload["model"] else v for k, v in model.state_dict().items()}
+    seen = int(crops.shape[0])
+    config = dict(config) | {"adaptation": {"method": "adabn_folded", "source": str(source), "target": target,
+                                            "images": seen, "source_images": source_images, "layers": layers}}
+    save_checkpoint(out, {"model": state, "config": config})
+    return {"checkpoint": str(out), "images": seen, "source_images": sum(int(b.shape[0]) for b in source_batches),
+            "convs": len(convs)}

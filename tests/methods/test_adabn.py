@@ -8,7 +8,8 @@ from posekit.checkpoint import load_checkpoint
 from posekit.engine.trainer import TrainConfig
 from posekit.methods import build_trainer
 from posekit.inference.predictor import Predictor
-from posekit.methods.adabn import adapt_batchnorm, adapt_batchnorm_checkpoint
+from posekit.methods.adabn import (adapt_batchnorm, adapt_batchnorm_checkpoint, align_conv_statistics, aligned_convs,
+                                   source_conv_moments)
 
 
 def test_statistics_are_the_average_over_target_batches():
@@ -60,3 +61,126 @@ def test_checkpoint_keeps_weights_changes_statistics_and_predicts(tmp_path, tiny
                      "--out", str(tmp_path / "cli"), "--workers", "0", "--batch-size", "4"]) == 0
     cli = load_checkpoint(tmp_path / "cli" / "model.pt")["model"]
     assert all(torch.equal(cli[k], after[k]) for k in stats)  # same data, same batches: same statistics
+
+
+# -- folded BatchNorm (MoveNet): align_conv_statistics ---------------------------------------------------
+
+
+def test_one_channel_alignment_by_hand():
+    conv = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.fill_(0.0)
+    source = torch.tensor([0.0, 2.0]).view(2, 1, 1, 1)    # outputs 0, 2: mean 1, std 1
+    target = torch.tensor([1.0, 5.0]).view(2, 1, 1, 1)    # outputs 1, 5: mean 3, std 2
+    moments = source_conv_moments(conv, {"c": conv}, [source])
+    assert moments["c"][0].item() == 1.0 and moments["c"][1].item() == 1.0
+    folded = align_conv_statistics(conv, moments, target, {"c": conv})
+    # y' = (y - 3) * 1 / 2 + 1 = 0.5 y - 0.5
+    assert folded["c"][0].item() == pytest.approx(0.5) and folded["c"][1].item() == pytest.approx(-0.5)
+    assert conv.weight.item() == pytest.approx(0.5) and conv.bias.item() == pytest.approx(-0.5)
+    assert torch.allclose(conv(target).flatten(), torch.tensor([0.0, 2.0]))
+
+
+def test_a_constant_target_channel_keeps_its_scale():
+    conv = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.fill_(0.0)
+    moments = source_conv_moments(conv, {"c": conv}, [torch.tensor([0.0, 2.0]).view(2, 1, 1, 1)])
+    align_conv_statistics(conv, moments, torch.full((2, 1, 1, 1), 4.0), {"c": conv})
+    assert conv.weight.item() == 1.0 and conv.bias.item() == pytest.approx(-3.0)  # mean 4 -> 1, no blow-up
+
+
+def bn_net(seed=0):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1, bias=False), torch.nn.BatchNorm2d(4, eps=0.0),
+                              torch.nn.ReLU(), torch.nn.Conv2d(4, 5, 1, bias=False), torch.nn.BatchNorm2d(5, eps=0.0))
+    with torch.no_grad():
+        for bn in (net[1], net[4]):
+            bn.weight.uniform_(0.5, 2.0)
+            bn.bias.uniform_(-1.0, 1.0)
+    return net.eval()
+
+
+def set_population_stats(net, images):
+    """The BatchNorm running statistics := the population moments of each conv output on ``images``, layer by
+    layer (what AdaBN estimates, without the unbiased-variance correction)."""
+    x = images
+    for module in net:
+        if isinstance(module, torch.nn.BatchNorm2d):
+            y = x.transpose(0, 1).reshape(x.shape[1], -1)
+            module.running_mean.copy_(y.mean(1))
+            module.running_var.copy_(y.var(1, unbiased=False))
+        x = module(x)
+
+
+def fold(net):
+    """conv (no bias) + BatchNorm -> one conv with a bias, as the MoveNet graphs ship it."""
+    layers = []
+    for conv, bn in ((net[0], net[1]), (net[3], net[4])):
+        folded = torch.nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding)
+        factor = bn.weight / bn.running_var.sqrt()
+        folded.weight.data = conv.weight.data * factor.view(-1, 1, 1, 1)
+        folded.bias.data = bn.bias.data - factor * bn.running_mean
+        layers.append(folded)
+    return torch.nn.Sequential(layers[0], torch.nn.ReLU(), layers[1]).eval()
+
+
+@torch.no_grad()
+def test_alignment_of_a_folded_network_is_adabn():
+    g = torch.Generator().manual_seed(1)
+    source = torch.randn(6, 3, 8, 8, generator=g)
+    target = 0.5 * torch.randn(6, 3, 8, 8, generator=g) + 0.7
+    net = bn_net()
+    set_population_stats(net, source)
+    folded = fold(net)
+    convs = aligned_convs(folded)
+    assert list(convs) == ["0", "2"]
+    moments = source_conv_moments(folded, convs, [source[:3], source[3:]])  # batches accumulate
+    # on source images a folded conv's output has BatchNorm's beta as mean and |gamma| as std
+    assert torch.allclose(moments["0"][0].float(), net[1].bias, atol=1e-5)
+    assert torch.allclose(moments["2"][1].float(), net[4].weight, atol=1e-5)
+    align_conv_statistics(folded, moments, target, convs)
+    set_population_stats(net, target)  # AdaBN
+    assert torch.allclose(folded(target), net(target), atol=1e-5)
+
+
+def test_alignment_on_the_source_images_changes_nothing():
+    from posekit.models import build_model
+    torch.manual_seed(0)
+    model = build_model("movenet_lightning", num_keypoints=17).eval()
+    convs = aligned_convs(model)
+    assert len(convs) == 60 and "heads.heatmap.1" not in convs  # the per-joint output conv is left alone
+    images = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        before = model(images)
+    align_conv_statistics(model, source_conv_moments(model, convs, [images]), images, convs)
+    with torch.no_grad():
+        assert torch.allclose(model(images), before, atol=1e-5)
+
+
+def test_alignment_refuses_a_conv_without_bias():
+    conv = torch.nn.Conv2d(1, 1, 1, bias=False)
+    with pytest.raises(ValueError, match="conv c has no bias"):
+        align_conv_statistics(conv, {}, torch.ones(1, 1, 1, 1), {"c": conv})
+
+
+def test_folded_checkpoint_from_the_cli(tmp_path, tiny_data, capsys):
+    """A MoveNet source (no BatchNorm): without --source-images the error says what to give; with the target's own
+    images as the source's, the alignment changes (almost) nothing and the result deploys."""
+    source = tmp_path / "movenet"
+    build_trainer(TrainConfig(train=f"coco:{tiny_data}", out=str(source), model="movenet_lightning",
+                              input_size=(64, 64), epochs=1, batch_size=4, workers=0, progress=False,
+                              max_iters_per_epoch=1)).fit()
+    args = ["adapt", "--method", "adabn", "--source", str(source / "model.pt"), "--target", f"coco:{tiny_data}",
+            "--workers", "0", "--batch-size", "4"]
+    assert cli_main(args + ["--out", str(tmp_path / "plain")]) == 2
+    assert "--source-images" in capsys.readouterr().err
+    assert cli_main(args + ["--out", str(tmp_path / "folded"), "--source-images", f"coco:{tiny_data}"]) == 0
+    folded = load_checkpoint(tmp_path / "folded" / "model.pt")
+    assert folded["config"]["adaptation"]["method"] == "adabn_folded"
+    before = load_checkpoint(source / "model.pt")["model"]
+    assert before.keys() == folded["model"].keys()
+    assert all(torch.allclose(before[k].float(), folded["model"][k].float(), atol=1e-3, rtol=1e-3) for k in before)
+    Predictor.from_checkpoint(tmp_path / "folded" / "model.pt")

@@ -288,3 +288,23 @@ def test_step_a_follows_the_trainers_schedule_and_refuses_a_non_finite_step():
     strict = SFDA(lr=1e-3).bind_model(tiny_model())  # outside a trainer: nan_policy "raise"
     with pytest.raises(FloatingPointError, match="non-finite loss at sfda step A, iteration 0"):
         strict.source_protection_step(poisoned)
+
+
+def test_target_samples_of_another_keypoint_set_get_the_sources_empty_joints(tmp_path):
+    from posekit.checkpoint import save_checkpoint
+    from posekit.data.sample import Sample
+    source = tmp_path / "coco_source.pt"
+    save_checkpoint(source, {"model": {}, "config": {"skeleton": "coco", "num_keypoints": 17}})
+    lsp = Sample("a.jpg", np.array([0, 0, 10, 20], np.float32), np.ones((14, 3), np.float32), "lsp")
+    kept = SFDA(source=str(source)).select_samples([lsp])
+    assert kept[0].skeleton == "coco" and kept[0].keypoints.shape == (17, 3) and not kept[0].keypoints.any()
+    assert lsp.keypoints.shape == (14, 3) and lsp.skeleton == "lsp"  # the loaded samples are not changed
+    coco = Sample("b.jpg", np.array([0, 0, 10, 20], np.float32), np.ones((17, 3), np.float32), "coco")
+    same = SFDA(source=str(source)).select_samples([coco])[0]
+    assert same.keypoints.shape == (17, 3) and not same.keypoints.any()
+
+
+def test_movenet_regressor_is_its_heatmap_head():
+    model = build_model("movenet_lightning", num_keypoints=17).eval()
+    assert resolve_regressor(model) == "head" and resolve_regressor(model, "own") == "own"
+    assert [n for n, _ in regressor_split(model, "own").head.named_children()] == ["heatmap", "sigmoid"]

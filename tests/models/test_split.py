@@ -69,3 +69,20 @@ def test_hourglass_stack_ranges_compose_to_the_network():
     assert copy.deepcopy(stacks).hourglasses[0] is not model.hourglasses[2]  # ... a deep copy is independent
     with pytest.raises(ValueError, match="stacks 3..5"):
         model.stacks(3, 5)
+
+
+@pytest.mark.parametrize("final_conv", [False, True])
+def test_movenet_splits_off_its_heatmap_head(final_conv):
+    model = tiny("movenet_lightning", {})
+    split = model.split_trunk_head(final_conv=final_conv)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(split.head(split.trunk(x)), model(x))
+    assert split.stages is None
+    names = [n for n, _ in split.head.named_children()]
+    assert names == (["output", "sigmoid"] if final_conv else ["heatmap", "sigmoid"])
+    own = {id(p) for p in model.parameters()}
+    assert {id(p) for p in split.head.parameters()} <= own
+    packed = build_model("movenet_lightning", num_keypoints=17, heads="all", output="packed")
+    with pytest.raises(NotImplementedError, match="packed"):
+        packed.split_trunk_head()

@@ -26,14 +26,15 @@ log = logging.getLogger(__name__)
 __all__ = ["SFDA", "REGRESSORS", "CONSISTENCY_REFERENCES", "resolve_regressor", "regressor_split",
            "check_source_compatible"]
 
-REGRESSORS = ("auto", "head", "upsample_head")
+REGRESSORS = ("auto", "head", "upsample_head", "own")
 CONSISTENCY_REFERENCES = ("target", "intermediate")
 
 
 # -- model split: G (features) and F (regressor) ---------------------------------------------------
 def resolve_regressor(model: nn.Module, regressor: str = "auto") -> str:
     """'auto' -> 'upsample_head' for models whose own split has trunk stages (SimpleBaseline, RepVGG: encoder |
-    upsampler + head), else 'head' (features | final 1x1 heatmap conv)."""
+    upsampler + head), else 'head' (features | final 1x1 heatmap conv). 'own' is the architecture's own split
+    (``split_trunk_head()``; MoveNet: backbone + FPN | its CenterNet heatmap head)."""
     if regressor not in REGRESSORS:
         raise ValueError(f"regressor must be one of {REGRESSORS}, got {regressor!r}")
     if not isinstance(model, PoseModel):
@@ -51,7 +52,7 @@ def resolve_regressor(model: nn.Module, regressor: str = "auto") -> str:
 
 
 def regressor_split(model: PoseModel, regressor: str) -> TrunkHead:
-    """G = ``split.trunk`` and F = ``split.head`` of a resolved ``regressor`` ('upsample_head' or 'head')."""
+    """G = ``split.trunk`` and F = ``split.head`` of a resolved ``regressor`` ('upsample_head', 'own' or 'head')."""
     return model.split_trunk_head(final_conv=regressor == "head")
 
 
@@ -125,8 +126,26 @@ class SFDA(Method):
         self.given = {"flip_index": flip_index, "seed": seed, "lr": lr, "weight_decay": weight_decay}
 
     def select_samples(self, samples: list) -> list:
-        """Source-free, label-free: the target labels are withheld (zeroed) before the dataset sees the samples."""
+        """Source-free, label-free: the target labels are withheld (zeroed) before the dataset sees the samples.
+
+        Target data of another keypoint set than the source's (LSP photos for a COCO-17 MoveNet) get the
+        source's empty joints: with no label read, nothing needs mapping, and the adapted network stays the
+        source's."""
+        skeleton, num_keypoints = self.source_keypoints()
+        if skeleton is not None and samples and samples[0].skeleton != skeleton:
+            log.info("sfda: target keypoint set %s, source %s: the target samples carry the source's %d empty "
+                     "joints (labels are withheld anyway)", samples[0].skeleton, skeleton, num_keypoints)
+            empty = np.zeros((num_keypoints, 3), np.float32)
+            return [dataclasses.replace(s, keypoints=empty.copy(), skeleton=skeleton) for s in samples]
         return [dataclasses.replace(s, keypoints=np.zeros_like(s.keypoints)) for s in samples]
+
+    def source_keypoints(self) -> tuple[str | None, int]:
+        """(skeleton name, K) of the source checkpoint's config; (None, 0) when no source is given yet."""
+        if not self.source:
+            return None, 0
+        from posekit.checkpoint import load_checkpoint
+        config = load_checkpoint(self.source).get("config") or {}
+        return config.get("skeleton"), int(config.get("num_keypoints", 0))
 
     # -- setup -------------------------------------------------------------------------------------
     def bind(self, ctx: TrainContext) -> None:

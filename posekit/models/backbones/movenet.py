@@ -33,12 +33,14 @@ heads read (the trunk a new head would sit on). The pretrained keypoints are COC
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..base import PoseModel
+from ..base import PoseModel, TrunkHead
 from ..heads import HeatmapHead
 from ..layers import make_act, make_divisible
 from ..registry import register_model
@@ -289,6 +291,19 @@ class MoveNet(PoseModel):
         if self.output == "packed":
             return [torch.cat(list(self.forward_heads(x).values()), dim=1)]
         return [torch.sigmoid(self.heads["heatmap"](self.forward_features(x)))]
+
+    def split_trunk_head(self, *, final_conv: bool = False) -> TrunkHead:
+        """Backbone + FPN (``forward_features``) | the CenterNet heatmap head + sigmoid; with ``final_conv=True``
+        the head's separable conv joins the trunk and the head is the 1x1 heatmap conv + sigmoid. Only for
+        ``output="heatmap"`` (the packed output is not one head's)."""
+        if self.output != "heatmap":
+            raise NotImplementedError("a MoveNet with output='packed' has no single heatmap head to split off")
+        heatmap = self.heads["heatmap"]
+        if not final_conv:
+            return TrunkHead(self.forward_features, nn.Sequential(OrderedDict(heatmap=heatmap, sigmoid=nn.Sigmoid())))
+        hidden, output = heatmap[0], heatmap[1]
+        return TrunkHead(lambda x: hidden(self.forward_features(x)),
+                         nn.Sequential(OrderedDict(output=output, sigmoid=nn.Sigmoid())))
 
 
 def _build(variant: str, kwargs: dict) -> MoveNet:
