@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 #: ``posekit adapt --method scai`` defaults of the run options it shares with the other adaptation methods
 ADAPT_DEFAULTS = {"epochs": 10, "batch_size": 32, "lr": 1e-3, "seed": 0}
 #: further options of :func:`adapt` (``--scai-kwargs``)
-ADAPT_OPTIONS = {"checkpoint", "train", "modes", "adapt_passes", "workers", "max_iters", "augment", "width",
-                 "max_offset", "feedback_weight", "tta_steps", "tta_lr", "tta_weighting", "episodic", "weight_decay",
+ADAPT_OPTIONS = {"checkpoint", "train", "modes", "adapt_passes", "workers", "max_iters", "augment", "design",
+                 "width", "max_offset", "feedback_weight", "tta_steps", "tta_lr", "tta_weighting", "episodic", "weight_decay",
                  "no_flip", "limit"}
 
 
@@ -92,8 +92,8 @@ def adapt(source, target: str, out, *, val: str | None = None, epochs: int | Non
     (:data:`ADAPT_OPTIONS`): ``checkpoint`` (a trained SCAI checkpoint: skip training), ``train`` (labeled spec
     to train on), ``modes`` (evaluated, default ["none", "correct", "tta"]), ``adapt_passes`` (1), ``limit``
     (first N val samples), ``no_flip``, and :func:`train_scai`'s options (``width``, ``max_offset``,
-    ``feedback_weight``, ``tta_steps``, ``tta_lr``, ``tta_weighting``, ``episodic``, ``augment``, ``workers``,
-    ``max_iters``, ``weight_decay``).
+    ``feedback_weight``, ``tta_steps``, ``tta_lr``, ``tta_weighting``, ``episodic``, ``augment``, ``design``,
+    ``workers``, ``max_iters``, ``weight_decay``).
 
     SCAI's networks are trained on *labeled* data (in the paper: the pose model's own training set):
 
