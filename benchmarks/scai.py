@@ -180,11 +180,11 @@ def crop_frame_truth(samples, predictor) -> tuple[np.ndarray, np.ndarray]:
 def referee_agreement(logged: list[tuple[np.ndarray, np.ndarray]], samples, corrector) -> dict:
     """Pearson / Spearman correlation of the referee's fitness error with the true error of the uncorrected
     distal joints, over every labelled (person, chain). ``logged``: per batch, the rows' distal joints
-    (views * C, 2) and fitness errors (views * C,), in the order the corrector saw them."""
+    (people * C, 2) and fitness errors (people * C,), in the order the corrector saw them (with flip test it
+    sees each person's fused views once)."""
     c = len(corrector.chains)
-    views = 2 if corrector.flip_test else 1  # with flip test both views carry the fused maps: keep the first
-    distal = np.concatenate([d.reshape(-1, views, c, 2)[:, 0] for d, _ in logged])
-    fitness = np.concatenate([e.reshape(-1, views, c)[:, 0] for _, e in logged])
+    distal = np.concatenate([d.reshape(-1, c, 2) for d, _ in logged])
+    fitness = np.concatenate([e.reshape(-1, c) for _, e in logged])
     if len(distal) != len(samples):
         return {"referee_pearson": None, "referee_spearman": None, "referee_pairs": 0}
     gt, vis = crop_frame_truth(samples, corrector.predictor)
