@@ -73,7 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--workers", type=int, default=1, help="data-loading workers of SCAI training")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    p.add_argument("--max-iters", type=int, help="cap SCAI iterations per epoch (smoke tests only)")
+    p.add_argument("--max-iters", type=int, help="cap SCAI iterations per epoch, every design")
+    p.add_argument("--heatmap-max-iters", type=int, help="cap the heatmap design's iterations per epoch "
+                   "(default --max-iters)")
     p.add_argument("--scai-kwargs", default="{}", help='JSON train_scai options, e.g. \'{"width": 32}\'')
     p.add_argument("--corruptions", default=CORRUPTIONS, help="comma-separated names (posekit.data.corruptions)")
     p.add_argument("--severity", type=int, default=3)
@@ -105,11 +107,12 @@ def train(args, pose_fp: str, design: str) -> tuple[Path, float]:
     checkpoint and the training wall seconds (summed over the epochs' log)."""
     kwargs = json.loads(args.scai_kwargs)
     epochs = args.epochs if design == "heatmap" or args.coords_epochs is None else args.coords_epochs
+    max_iters = args.heatmap_max_iters if design == "heatmap" and args.heatmap_max_iters else args.max_iters
     run = Path(args.runs) / f"{Path(args.checkpoint).stem}_{pose_fp[:8]}_e{epochs}" \
-        f"{'' if args.max_iters is None else f'_it{args.max_iters}'}_seed{args.seed}" \
+        f"{'' if max_iters is None else f'_it{max_iters}'}_seed{args.seed}" \
         f"{'' if design == 'heatmap' else '_' + design}"
     options = dict(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, workers=args.workers,
-                   max_iters=args.max_iters, tta_steps=args.tta_steps, tta_lr=args.tta_lr, **kwargs)
+                   max_iters=max_iters, tta_steps=args.tta_steps, tta_lr=args.tta_lr, **kwargs)
     if design != "heatmap":
         options["design"] = design
     record = run_once(run, lambda: {"checkpoint": scai.train_scai(args.checkpoint, args.train, run, progress=True,
