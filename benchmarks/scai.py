@@ -26,16 +26,16 @@ Reported: PCK@0.2 (torso) and PCK@0.05 (box) over all joints and over the six co
 the referee's fitness error of the uncorrected distal joints against their true error (Pearson and Spearman
 over every labelled (person, chain), both in heatmap pixels; the true error is measured in the crop's frame).
 
-Within one condition the pose network's outputs and the (corrupted) images are computed once and reused by
-every row (the pose network and the corruptions are deterministic), so a condition's first cell carries the
-network's cost and the others only SCAI's. Resumable: SCAI training resumes from its last epoch (and is
+The designs are trained and evaluated one after the other (the first design's rows are complete before the
+second one trains). The pose network's outputs and the (corrupted) images of every condition are computed once
+and reused by every row (the pose network and the corruptions are deterministic), so a condition's first cell
+carries the network's cost and the others only SCAI's. Resumable: SCAI training resumes from its last epoch (and is
 skipped when finished with the same settings); every (condition, row) cell is saved as soon as it is measured
 and skipped on a rerun with the same settings. Writes ``--results`` (json + .md); runs go to ``--runs``.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import platform
@@ -125,24 +125,6 @@ def train(args, pose_fp: str, design: str) -> tuple[Path, float]:
 
 
 # -- one condition's shared work -------------------------------------------------------------------
-class NetworkCache:
-    """Memoises ``predictor.run_network`` by the crops' bytes (installed on the predictor instance; ``clear()``
-    between conditions). Valid because the pose network is frozen and deterministic."""
-
-    def __init__(self, predictor):
-        self.run, self.outputs = predictor.run_network, {}
-        predictor.run_network = self
-
-    def __call__(self, crops: np.ndarray) -> np.ndarray:
-        key = hashlib.blake2b(np.ascontiguousarray(crops).tobytes(), digest_size=16).digest()
-        if key not in self.outputs:
-            self.outputs[key] = self.run(crops)
-        return self.outputs[key]
-
-    def clear(self) -> None:
-        self.outputs.clear()
-
-
 class CachedImages:
     """Duck-typed predictor for ``evaluate_samples``: the wrapped one's ``predict_samples`` with each image read
     (and corrupted, with ``corrupted``) once per condition."""
@@ -296,7 +278,6 @@ def main(argv=None) -> int:
         raise SystemExit(f"--designs: choose from {sorted(scai.DESIGNS)}")
     conds = conditions(args)
     pose_fp = rb.file_fingerprint(args.checkpoint)
-    trained = {d: train(args, pose_fp, d) for d in designs}
 
     results_path = Path(args.results)
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
@@ -307,31 +288,31 @@ def main(argv=None) -> int:
                            "tta_lr": args.tta_lr, "batch_size": args.batch_size, "threads": args.threads,
                            "conditions": [c for c, _ in conds], "rows": rows,
                            **environment("machine", "processor", machine=platform.platform())}
-    results["scai"] = {}
+    results["scai"] = {k: v for k, v in results.get("scai", {}).items() if k in designs}
     samples, _ = rb.load_benchmark_samples(args.val, args.limit)
     indices = rb.image_indices(samples)
     from posekit.inference.predictor import Predictor
     predictor = Predictor.load(args.checkpoint, batch_size=args.batch_size)
-    network = NetworkCache(predictor)
-    correctors = {}
-    for design, (path, seconds) in trained.items():
+    # every condition's pose outputs and images are kept for the whole run (the designs are evaluated one after
+    # the other, each right after its training): about 0.26 MB of heatmaps per person and condition
+    network = scai.NetworkMemo(predictor).__enter__()
+    images = {cond: {} for cond, _ in conds}
+    readers = {cond: (lambda s: read_image(s.image_path)) if corruption is None else
+               rb.CorruptedImages(predictor, corruption, args.severity, args.seed, indices).read
+               for cond, corruption in conds}
+    base_settings = {"val": args.val, "limit": args.limit, "seed": args.seed, "severity": args.severity,
+                     "pose_weights": pose_fp, "tta_steps": args.tta_steps, "tta_lr": args.tta_lr}
+    for i, design in enumerate(designs):
+        path, seconds = train(args, pose_fp, design)
         nets, cfg = scai.load_scai(path)
         results["scai"][design] = {"checkpoint": str(path), "train": cfg["train"], "nets": cfg["nets"],
                                    "history": cfg["history"], "train_seconds": seconds,
                                    "params": sum(p.numel() for p in nets.parameters())}
-        correctors[design] = (scai.SCAICorrector(predictor, nets, cfg, tta_steps=args.tta_steps, tta_lr=args.tta_lr),
-                              rb.file_fingerprint(path))
-    base_settings = {"val": args.val, "limit": args.limit, "seed": args.seed, "severity": args.severity,
-                     "pose_weights": pose_fp, "tta_steps": args.tta_steps, "tta_lr": args.tta_lr}
-    for cond, corruption in conds:
-        images: dict = {}
-        network.clear()
-        read = (lambda s: read_image(s.image_path)) if corruption is None else \
-            rb.CorruptedImages(predictor, corruption, args.severity, args.seed, indices).read
-        for design in designs:
-            corrector, scai_fp = correctors[design]
+        corrector = scai.SCAICorrector(predictor, nets, cfg, tta_steps=args.tta_steps, tta_lr=args.tta_lr)
+        scai_fp = rb.file_fingerprint(path)
+        for cond, _ in conds:
             for mode in modes:
-                if mode == "none" and design != designs[0]:
+                if mode == "none" and i > 0:
                     continue
                 key = f"{cond}/{row_name(design, mode)}"
                 settings = {**base_settings, "scai_weights": None if mode == "none" else scai_fp}
@@ -340,7 +321,7 @@ def main(argv=None) -> int:
                     log.info("%s: measured with the same settings, skipped", key)
                     continue
                 t0 = time.time()
-                cell = measure(corrector, mode, samples, lambda p: CachedImages(p, read, images))
+                cell = measure(corrector, mode, samples, lambda p, c=cond: CachedImages(p, readers[c], images[c]))
                 cell["settings"] = settings
                 results["cells"][key] = cell
                 results["settings"]["n_images"] = cell["n_evaluated"]
@@ -348,6 +329,8 @@ def main(argv=None) -> int:
                 log.info("%s: PCK@0.2 %.4f, distal %.4f, PCK@0.05 box %.4f, referee r %s (%.0f s)", key,
                          cell["pck@0.2_torso"], cell["distal_pck@0.2_torso"], cell["pck@0.05_box"],
                          cell.get("referee_pearson"), time.time() - t0)
+        save_study(results, results_path, TITLE, markdown)
+    network.__exit__(None, None, None)
     save_study(results, results_path, TITLE, markdown)
     print(results["markdown"])
     return 0

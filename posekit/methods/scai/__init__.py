@@ -109,8 +109,8 @@ make sense only with its corrector; they are not pose models (no registry entry,
 """
 from __future__ import annotations
 
-from posekit.methods.scai.adapt import (ADAPT_DEFAULTS, ADAPT_OPTIONS, adapt, adapt_on, distal_summary,
-                                        evaluate_modes, format_results, has_labels)
+from posekit.methods.scai.adapt import (ADAPT_DEFAULTS, ADAPT_OPTIONS, NetworkMemo, adapt, adapt_on,
+                                        distal_summary, evaluate_modes, format_results, has_labels)
 from posekit.methods.scai.coord_nets import CoordSCAINets
 from posekit.methods.scai.corrector import (MODES, TTA_WEIGHTINGS, SCAICorrector, TestTimeTrainer, check_compatible,
                                             load_scai, scai_payload)
@@ -124,4 +124,4 @@ __all__ = ["SCAINets", "CoordSCAINets", "DESIGNS", "build_nets", "design_of", "n
            "scai_payload", "chains_of", "distal_joints", "gather_chains", "render_gaussian", "soft_argmax",
            "hard_argmax", "referee_error", "check_compatible", "distal_summary", "adapt_on", "has_labels",
            "format_results", "pose_chains", "training_rows", "MODES", "TTA_WEIGHTINGS", "ADAPT_OPTIONS",
-           "ADAPT_DEFAULTS", "PROXIMAL", "MIDDLE", "DISTAL"]
+           "ADAPT_DEFAULTS", "PROXIMAL", "MIDDLE", "DISTAL", "NetworkMemo"]

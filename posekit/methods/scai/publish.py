@@ -69,7 +69,7 @@ def publish_scai(scai_checkpoint, name: str, *, base: str, val: str, command: st
     corrector = SCAICorrector.wrap(Predictor.load(base_file), target)  # refuses nets of another base
     samples = load_samples(val)[:limit] if limit else load_samples(val)
     t0 = time.time()
-    results = evaluate_modes(corrector, samples)
+    results = evaluate_modes(corrector, samples, reuse_network=True)
     history = config.get("history") or []
     entry = {"name": name, "file": target.as_posix(), "card": (zoo_dir / f"{name}.md").as_posix(),
              "dataset": config["train"]["data"], "val": val, "method": f"scai ({design_of(config['nets'])} nets)",
