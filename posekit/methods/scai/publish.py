@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     p.add_argument("--notes", default="")
     p.add_argument("--notes-file", help="read the notes from this file")
     p.add_argument("--zoo-dir", default="zoo")
+    p.add_argument("--limit", type=int, help="measure on the first N people of --val only")
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)
     if args.threads:
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     notes = Path(args.notes_file).read_text().strip() if args.notes_file else args.notes
     entry = publish_scai(args.checkpoint, args.name, base=args.base, val=args.val, command=args.command,
-                         budget=args.budget, zoo_dir=args.zoo_dir, notes=notes)
+                         budget=args.budget, zoo_dir=args.zoo_dir, notes=notes, limit=args.limit)
     print(json.dumps(entry["metrics"], indent=1))
     return 0
 
