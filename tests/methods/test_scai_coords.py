@@ -149,10 +149,11 @@ def test_zero_correction_leaves_predictions_unchanged_and_offsets_reach_the_righ
     offsets[0, 1] = [0.0, -2.0]  # left arm -> left wrist (11)
     corrector.offsets = lambda heatmaps, c, s: offsets
     moved = corrector.correct(None, coords, None)
-    stride = 64 / 16
+    stride = 1 / predictor.codec.input_to_heatmap(np.ones(2))  # input px per heatmap px (4 at 64 -> 16 px)
+    assert stride == pytest.approx([4.0, 4.0], rel=0.1)
     expected = np.zeros_like(coords)
-    expected[0, 6] = [stride, 0.0]
-    expected[0, 11] = [0.0, -2 * stride]
+    expected[0, 6] = [stride[0], 0.0]
+    expected[0, 11] = [0.0, -2 * stride[1]]
     np.testing.assert_allclose(moved, expected)
     names = SKELETONS["lsp"].keypoints
     assert [names[j] for j in corrector.distal] == ["right_wrist", "left_wrist", "right_ankle", "left_ankle",
