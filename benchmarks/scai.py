@@ -218,8 +218,11 @@ def f2(v) -> str:
 
 def markdown(results: dict) -> str:
     cells, s = results["cells"], results["settings"]
-    conds = [c for c in s["conditions"] if any(k.startswith(c + "/") for k in cells)]
-    rows = [r for r in s["rows"] if any(k.endswith("/" + r) for k in cells)]
+    # every condition and row measured (a later run may ask for fewer), in the settings' order, then the rest
+    known_conds = list(s["conditions"]) + [k.split("/")[0] for k in cells if k.split("/")[0] not in s["conditions"]]
+    known_rows = list(s["rows"]) + [r for r in LABELS if r not in s["rows"]]
+    conds = [c for c in dict.fromkeys(known_conds) if any(k.startswith(c + "/") for k in cells)]
+    rows = [r for r in known_rows if any(k.endswith("/" + r) for k in cells)]
     corrupted = [c for c in conds if c != "clean"]
     lines = []
     for metric, title in (("pck@0.2_torso", "PCK@0.2 (torso), all joints"),

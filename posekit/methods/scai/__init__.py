@@ -97,11 +97,15 @@ Use
   ``runs/scai/scai.pt``;
 * ``SCAICorrector.from_checkpoint("runs/scai/scai.pt", mode="tta")`` is a drop-in
   :class:`~posekit.inference.predictor.Predictor` (``predict``, ``predict_samples``, ``predict_crops``);
+* ``Predictor.load("POSE.pt", scai="runs/scai/scai.pt", tta="scai")`` -- the same from the predictor's loader;
 * ``posekit eval|predict --checkpoint POSE.pt --scai runs/scai/scai.pt [--tta scai]``;
+* ``python -m posekit.methods.scai.publish runs/scai/scai.pt --name N --base ZOO_ENTRY ...`` -- a zoo entry
+  (:mod:`~posekit.methods.scai.publish`) whose ``base`` is the pose model the nets belong to;
 * ``posekit adapt --method scai --source POSE.pt --target SPEC --val SPEC --out DIR`` (:func:`adapt`).
 
 Files: :mod:`~posekit.methods.scai.nets` (chains and the three heatmap networks, with their training losses),
 :mod:`~posekit.methods.scai.coord_nets` (the coordinate design), :mod:`~posekit.methods.scai.designs` (choosing one),
+:mod:`~posekit.methods.scai.publish` (zoo entries),
 :mod:`~posekit.methods.scai.corrector` (inference: the Predictor wrapper, test-time training, checkpoints),
 :mod:`~posekit.methods.scai.train` (training on labels), :mod:`~posekit.methods.scai.adapt` (evaluation per
 mode and the adaptation run). A package and not ``posekit.models``: the networks read SCAI's chain rows and
