@@ -91,7 +91,7 @@ def publish_scai(scai_checkpoint, name: str, *, base: str, val: str, command: st
 def scai_card(entry: dict, base_entry: dict, config: dict, n_people: int) -> str:
     train, tta, nets = config["train"], config.get("tta", {}), config["nets"]
     lines = [f"# {entry['name']}", "",
-             f"SCAI nets ({entry['method']}) for the zoo model **{entry['base']}** (`{base_entry['file']}`): they "
+             f"SCAI nets ({entry['model']['kwargs'].get('design', 'heatmap')} design) for the zoo model **{entry['base']}** (`{base_entry['file']}`): they "
              "correct its six distal joints (wrists, ankles, hips), optionally with test-time training on the "
              "test images (`posekit.methods.scai`).", "",
              f"- base: `{entry['base']}` (skeleton {entry['skeleton']}, input {entry['input_size'][0]}x"
