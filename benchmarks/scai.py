@@ -4,8 +4,9 @@ training, on clean and corrupted LSPET val, for one or both designs of SCAI's ne
 Run from the repository root:
 
     PYTHONPATH=. python benchmarks/scai.py --checkpoint zoo/lspet_compact.pt --epochs 3 --limit 400
-    PYTHONPATH=. python benchmarks/scai.py --checkpoint zoo/lspet_movenet_lightning.pt --designs heatmap,coords \
-        --epochs 2 --coords-epochs 6 --threads 1 --results benchmarks/results/scai_movenet.json
+    PYTHONPATH=. python benchmarks/scai.py --checkpoint zoo/lspet_movenet_lightning.pt --threads 1 --workers 0 \
+        --seed 0 --results benchmarks/results/scai_movenet.json --designs coords,heatmap --coords-epochs 1 \
+        --max-iters 40 --epochs 1 --heatmap-max-iters 10 --limit 200
 
 1. SCAI's three networks (:mod:`posekit.methods.scai`) are trained on ``--train`` (LSPET train: the pose
    model's own training data) with the pose model frozen, once per design of ``--designs``: ``heatmap``
