@@ -4,6 +4,10 @@
 params, flops, metrics, command, budget, wall_seconds, recommended}``; every number in it is measured by
 :func:`publish` on the stored file itself, so what an independent scorer loads is what was measured.
 
+An entry with ``base`` (the name of another entry) is not a pose model but an add-on of that one: SCAI's
+nets (:mod:`posekit.methods.scai.publish`; float32, they are tiny), used as ``posekit predict --checkpoint
+BASE_FILE --scai FILE``. Its ``input_size`` is the base's and its metrics are measured with the base.
+
 Zoo files hold the weights in float16 (half the bytes; loading casts them back to float32) and the
 JSON-able config, nothing else: no optimizer state, no history.
 """
@@ -32,6 +36,16 @@ def slim_payload(payload: dict) -> dict:
 def read_index(zoo_dir="zoo") -> list[dict]:
     path = Path(zoo_dir) / "index.json"
     return json.loads(path.read_text()) if path.exists() else []
+
+
+def base_entry(entry: dict, entries: list[dict]) -> dict | None:
+    """The entry ``entry["base"]`` names (None for a pose model); an unknown base is a ValueError."""
+    if not entry.get("base"):
+        return None
+    found = next((e for e in entries if e["name"] == entry["base"]), None)
+    if found is None:
+        raise ValueError(f"zoo entry {entry['name']!r}: its base {entry['base']!r} is not in the index")
+    return found
 
 
 def write_index(entries: list[dict], zoo_dir="zoo") -> None:
@@ -128,6 +142,9 @@ def recommend(name: str, zoo_dir="zoo") -> dict:
     entries = read_index(zoo_dir)
     if name not in {e["name"] for e in entries}:
         raise ValueError(f"{Path(zoo_dir) / 'index.json'}: no entry named {name!r}")
+    chosen = next(e for e in entries if e["name"] == name)
+    if chosen.get("base"):
+        raise ValueError(f"{name!r} is an add-on of {chosen['base']!r} (not a pose model); recommend a pose model")
     for e in entries:
         e["recommended"] = e["name"] == name
     write_index(entries, zoo_dir)

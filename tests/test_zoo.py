@@ -55,10 +55,21 @@ def test_committed_zoo_entries_load_and_predict(entry):
     assert REQUIRED <= set(entry)
     path = ZOO.parent / entry["file"]
     from posekit.checkpoint import load_checkpoint
-    from posekit.zoo import size_limit
-    assert path.stat().st_size < size_limit(load_checkpoint(path)["config"]), "zoo files stay small"
-    assert half_weights_ok(path) and (ZOO.parent / entry["card"]).exists()
     from posekit.inference.predictor import Predictor
+    from posekit.zoo import base_entry, size_limit
+    assert (ZOO.parent / entry["card"]).exists()
+    base = base_entry(entry, read_index(ZOO))
+    if base is not None:  # an add-on (SCAI nets) of another entry: small float32 nets, loaded with their base
+        assert path.stat().st_size < 5 * 2**20 and entry["input_size"] == base["input_size"]
+        predictor = Predictor.load(ZOO.parent / base["file"], scai=path, tta="scai")
+        assert predictor.scai_config["base"] == base["name"]
+        assert "Apache" in (ZOO.parent / entry["card"]).read_text() or "movenet" not in base["name"]
+        image = np.full((200, 150, 3), 127, np.uint8)
+        out = predictor.predict(image, [[20, 20, 100, 160]])
+        assert out.shape == (1, predictor.num_keypoints, 3) and np.isfinite(out).all()
+        return
+    assert path.stat().st_size < size_limit(load_checkpoint(path)["config"]), "zoo files stay small"
+    assert half_weights_ok(path)
     predictor = Predictor.from_checkpoint(path)
     image = np.full((200, 150, 3), 127, np.uint8)
     out = predictor.predict(image, [[20, 20, 100, 160]])

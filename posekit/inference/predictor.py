@@ -86,13 +86,24 @@ class Predictor:
         return cls(None, config, backend="onnx", onnx_path=path, **kwargs)
 
     @classmethod
-    def load(cls, path, *, backend: str = "torch", detector=None, **kwargs) -> "Predictor":
+    def load(cls, path, *, backend: str = "torch", detector=None, scai=None, tta: str | None = None,
+             **kwargs) -> "Predictor":
         """A checkpoint (.pt) or an exported model (.onnx); backend 'onnx' with a .pt exports it to a temp file first.
-        ``detector``: a MultiPose checkpoint path (or a PersonDetector) that finds people when no boxes are given."""
+        ``detector``: a MultiPose checkpoint path (or a PersonDetector) that finds people when no boxes are given.
+        ``scai``: a SCAI checkpoint (e.g. a zoo entry whose ``base`` is this model): returns a
+        :class:`~posekit.methods.scai.SCAICorrector`, a drop-in predictor whose distal joints SCAI corrects;
+        ``tta="scai"`` also trains SCAI's correction net on the test images (test-time training)."""
+        if tta not in (None, "scai"):
+            raise ValueError(f"tta must be None or 'scai', got {tta!r}")
+        if tta and scai is None:
+            raise ValueError("tta='scai' needs scai=SCAI_CHECKPOINT (SCAI networks: posekit adapt --method scai)")
         predictor = cls._load(str(path), backend, kwargs)
         if detector is not None:
             from posekit.inference.detector import PersonDetector
             predictor.detector = detector if isinstance(detector, PersonDetector) else PersonDetector.load(detector)
+        if scai is not None:
+            from posekit.methods.scai import SCAICorrector
+            return SCAICorrector.wrap(predictor, scai, mode="tta" if tta else "correct")
         return predictor
 
     @classmethod

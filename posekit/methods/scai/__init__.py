@@ -80,15 +80,32 @@ after, and on top of, a fixed pose network. Our own choices (everything the summ
   test the correction runs on the fused heatmaps of the two views (``Predictor.decode_views``); chains are
   corrected in parallel from the uncorrected estimates.
 
+The coordinate design (``design="coords"``)
+------------------------------------------
+The reading note's closing question -- do these nets need heatmaps at all? -- is the second design,
+:class:`~posekit.methods.scai.coord_nets.CoordSCAINets`: the same three roles, each an MLP (two hidden layers
+of ``width`` 64, one set of weights for the six chains plus a one-hot chain code) on the chain's decoded
+joint coordinates (heatmap px, relative to a neighbouring joint, over the heatmap side) and peak scores.
+Φ predicts the distal joint from ``p, m1, m2``; Γ the proximal joint from ``m1, m2, d``; C reads the four
+joints, scores, Φ's opinion and Γ's feedback (17 numbers) and outputs a ``max_offset * tanh`` offset, its
+last layer zero. Losses, test-time training, the corrector and the checkpoints are the heatmap design's;
+``design`` is recorded in the checkpoint (``config["nets"]["design"]``, absent = heatmap).
+
 Use
 ---
-* ``train_scai(pose_checkpoint, "lsp:DATA@train", "runs/scai", epochs=10)`` -> ``runs/scai/scai.pt``;
+* ``train_scai(pose_checkpoint, "lsp:DATA@train", "runs/scai", epochs=10[, design="coords"])`` ->
+  ``runs/scai/scai.pt``;
 * ``SCAICorrector.from_checkpoint("runs/scai/scai.pt", mode="tta")`` is a drop-in
   :class:`~posekit.inference.predictor.Predictor` (``predict``, ``predict_samples``, ``predict_crops``);
+* ``Predictor.load("POSE.pt", scai="runs/scai/scai.pt", tta="scai")`` -- the same from the predictor's loader;
 * ``posekit eval|predict --checkpoint POSE.pt --scai runs/scai/scai.pt [--tta scai]``;
+* ``python -m posekit.methods.scai.publish runs/scai/scai.pt --name N --base ZOO_ENTRY ...`` -- a zoo entry
+  (:mod:`~posekit.methods.scai.publish`) whose ``base`` is the pose model the nets belong to;
 * ``posekit adapt --method scai --source POSE.pt --target SPEC --val SPEC --out DIR`` (:func:`adapt`).
 
-Files: :mod:`~posekit.methods.scai.nets` (chains and the three networks, with their training losses),
+Files: :mod:`~posekit.methods.scai.nets` (chains and the three heatmap networks, with their training losses),
+:mod:`~posekit.methods.scai.coord_nets` (the coordinate design), :mod:`~posekit.methods.scai.designs` (choosing one),
+:mod:`~posekit.methods.scai.publish` (zoo entries),
 :mod:`~posekit.methods.scai.corrector` (inference: the Predictor wrapper, test-time training, checkpoints),
 :mod:`~posekit.methods.scai.train` (training on labels), :mod:`~posekit.methods.scai.adapt` (evaluation per
 mode and the adaptation run). A package and not ``posekit.models``: the networks read SCAI's chain rows and
@@ -96,16 +113,19 @@ make sense only with its corrector; they are not pose models (no registry entry,
 """
 from __future__ import annotations
 
-from posekit.methods.scai.adapt import (ADAPT_DEFAULTS, ADAPT_OPTIONS, adapt, adapt_on, distal_summary,
-                                        evaluate_modes, format_results, has_labels)
+from posekit.methods.scai.adapt import (ADAPT_DEFAULTS, ADAPT_OPTIONS, NetworkMemo, adapt, adapt_on,
+                                        distal_summary, evaluate_modes, format_results, has_labels)
+from posekit.methods.scai.coord_nets import CoordSCAINets
 from posekit.methods.scai.corrector import (MODES, TTA_WEIGHTINGS, SCAICorrector, TestTimeTrainer, check_compatible,
                                             load_scai, scai_payload)
+from posekit.methods.scai.designs import DESIGNS, build_nets, design_of, nets_from_config
 from posekit.methods.scai.nets import (DISTAL, MIDDLE, PROXIMAL, SCAINets, chains_of, distal_joints, gather_chains,
                                        hard_argmax, referee_error, render_gaussian, soft_argmax)
 from posekit.methods.scai.train import pose_chains, train_scai, training_rows
 
-__all__ = ["SCAINets", "SCAICorrector", "TestTimeTrainer", "train_scai", "adapt", "evaluate_modes", "load_scai",
+__all__ = ["SCAINets", "CoordSCAINets", "DESIGNS", "build_nets", "design_of", "nets_from_config", "SCAICorrector",
+           "TestTimeTrainer", "train_scai", "adapt", "evaluate_modes", "load_scai",
            "scai_payload", "chains_of", "distal_joints", "gather_chains", "render_gaussian", "soft_argmax",
            "hard_argmax", "referee_error", "check_compatible", "distal_summary", "adapt_on", "has_labels",
            "format_results", "pose_chains", "training_rows", "MODES", "TTA_WEIGHTINGS", "ADAPT_OPTIONS",
-           "ADAPT_DEFAULTS", "PROXIMAL", "MIDDLE", "DISTAL"]
+           "ADAPT_DEFAULTS", "PROXIMAL", "MIDDLE", "DISTAL", "NetworkMemo"]

@@ -4,15 +4,17 @@ and SCAI checkpoints. Needs a predictor and the nets, nothing of the training si
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from posekit.checkpoint import load_checkpoint
+from posekit.methods.scai.designs import nets_from_config
 from posekit.methods.scai.nets import DISTAL, PROXIMAL, SCAINets, distal_joints, gather_chains
 
-__all__ = ["MODES", "TTA_WEIGHTINGS", "TestTimeTrainer", "SCAICorrector", "check_compatible", "scai_payload",
-           "load_scai"]
+__all__ = ["MODES", "TTA_WEIGHTINGS", "TestTimeTrainer", "SCAICorrector", "check_compatible", "base_name",
+           "scai_payload", "load_scai"]
 
 MODES = ("none", "correct", "tta")
 TTA_WEIGHTINGS = ("none", "confidence")
@@ -84,7 +86,7 @@ class SCAICorrector:
         if not isinstance(predictor.codec, HeatmapCodec):
             raise ValueError(f"SCAI works on heatmaps; this model's codec is {type(predictor.codec).__name__}")
         config = dict(config or {})
-        check_compatible(config.get("pose", {}).get("config"), predictor.config, nets)
+        check_compatible(config.get("pose", {}).get("config"), predictor.config, nets, base_name(config))
         self.predictor, self.nets, self.scai_config, self.mode = predictor, nets.eval(), config, mode
         self.nets.requires_grad_(False)
         self.nets.correction.requires_grad_(True)
@@ -96,6 +98,9 @@ class SCAICorrector:
             episodic=episodic if episodic is not None else tta.get("episodic", False))
         self.chains = np.asarray(nets.chains, dtype=np.int64)
         self.distal = distal_joints(self.chains)
+        #: optional ``observer(rows, ctx)``, called with every batch's chain rows and the context of their
+        #: uncorrected distal joints (e.g. to compare the referee's fitness error with the true error)
+        self.observer = None
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
@@ -145,6 +150,11 @@ class SCAICorrector:
         from posekit.inference.predictor import Predictor
         return Predictor.predict(self, image, boxes)
 
+    def predict_people(self, image: np.ndarray):
+        """As :meth:`Predictor.predict_people` (the wrapped predictor's detector), with SCAI's correction."""
+        from posekit.inference.predictor import Predictor
+        return Predictor.predict_people(self, image)
+
     def predict_samples(self, samples, on_error=None, read=None):
         from posekit.inference.predictor import Predictor
         return Predictor.predict_samples(self, samples, on_error=on_error, read=read)
@@ -163,16 +173,24 @@ class SCAICorrector:
                              torch.from_numpy(np.asarray(scores, dtype=np.float32)), self.chains)
 
     def offsets(self, heatmaps: np.ndarray, coords: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """(N, C, 2) distal offsets in heatmap px (after test-time training in mode "tta")."""
-        n, c = len(heatmaps), len(self.chains)
+        """(N, C, 2) distal offsets in heatmap px (after test-time training in mode "tta").
+
+        A view whose heatmaps equal the previous view's (the two views of a flip test carry the same fused maps)
+        is computed once: the offsets are the same, and so is the mean test-time loss."""
+        c = len(self.chains)
+        source = repeated_views(heatmaps)
+        unique = np.flatnonzero(source == np.arange(len(source)))
         with torch.inference_mode(False):
-            rows = self.chain_rows(heatmaps, coords, scores)
+            rows = self.chain_rows(heatmaps[unique], coords[unique], scores[unique])
             ctx = self.nets.context(rows)
+            if self.observer is not None:
+                self.observer(rows, ctx)
             if self.mode == "tta" and self.tta.steps > 0:
                 with torch.enable_grad():
                     self.tta.adapt(rows, ctx)
             with torch.no_grad():
-                return self.nets.offsets(rows, ctx).reshape(n, c, 2).numpy()
+                computed = self.nets.offsets(rows, ctx).reshape(len(unique), c, 2).numpy()
+        return computed[np.searchsorted(unique, source)]
 
     def correct(self, heatmaps: np.ndarray, coords: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """coords (N, K, 2) model-input px -> a copy whose distal joints carry SCAI's offsets."""
@@ -189,20 +207,46 @@ class SCAICorrector:
         return out
 
 
-def check_compatible(pose_cfg: dict | None, predictor_cfg: dict, nets: SCAINets) -> None:
-    """SCAI's nets must see the heatmaps they were trained on: same joints, input size, heatmap frame."""
+def repeated_views(heatmaps: np.ndarray) -> np.ndarray:
+    """(N,) for each view the index of the view it repeats: ``i - 1`` when view i's heatmaps equal view i - 1's
+    and that one is not itself a repeat (a flip test's fused pair), else ``i``."""
+    source = np.arange(len(heatmaps))
+    for i in range(1, len(heatmaps)):
+        if source[i - 1] == i - 1 and np.array_equal(heatmaps[i], heatmaps[i - 1]):
+            source[i] = i - 1
+    return source
+
+
+def base_name(config: dict) -> str:
+    """The pose model a SCAI checkpoint belongs to: its zoo ``base`` name, else the recorded checkpoint's stem."""
+    if config.get("base"):
+        return str(config["base"])
+    recorded = config.get("pose", {}).get("checkpoint")
+    return Path(recorded).stem if recorded else "unknown"
+
+
+def check_compatible(pose_cfg: dict | None, predictor_cfg: dict, nets, base: str = "unknown") -> None:
+    """SCAI's nets must see the heatmaps they were trained on: same skeleton and joints, heatmap frame and input
+    size. A mismatch is a one-line ValueError naming the pose model (``base``) the nets belong to."""
+    def refuse(what: str, theirs, ours) -> None:
+        raise ValueError(f"these SCAI nets belong to the pose model {base} ({what} {theirs}), this pose model has "
+                         f"{what} {ours}")
+
+    if pose_cfg and pose_cfg.get("skeleton") != predictor_cfg.get("skeleton") \
+            and pose_cfg.get("skeleton") is not None:
+        refuse("skeleton", pose_cfg.get("skeleton"), predictor_cfg.get("skeleton"))
     codec = predictor_cfg.get("codec", {})
     if list(codec.get("heatmap_size", [])) != list(nets.heatmap_size):
-        raise ValueError(f"SCAI nets were trained on {nets.heatmap_size} heatmaps but this pose model gives "
-                         f"{codec.get('heatmap_size')}")
+        size = lambda v: "x".join(str(int(x)) for x in v) if v else "none"  # noqa: E731
+        refuse("heatmaps", size(nets.heatmap_size), size(codec.get("heatmap_size")))
     k = int(predictor_cfg.get("num_keypoints", 0))
     if int(np.max(nets.chains)) >= k:
-        raise ValueError(f"SCAI chains {nets.chains} need more than the model's {k} keypoints")
+        refuse("chains over joints", f"0-{int(np.max(nets.chains))}", f"0-{k - 1}")
     if pose_cfg:
-        for key in ("num_keypoints", "input_size", "skeleton"):
-            if key in pose_cfg and key in predictor_cfg and pose_cfg[key] != predictor_cfg[key]:
-                raise ValueError(f"SCAI nets were trained on a pose model with {key} {pose_cfg[key]}, this one has "
-                                 f"{predictor_cfg[key]}")
+        for key in ("num_keypoints", "input_size"):
+            if key in pose_cfg and key in predictor_cfg and list(np.atleast_1d(pose_cfg[key])) != \
+                    list(np.atleast_1d(predictor_cfg[key])):
+                refuse(key, pose_cfg[key], predictor_cfg[key])
 
 
 def scai_payload(nets: SCAINets, config: dict) -> dict:
@@ -218,7 +262,7 @@ def load_scai(path_or_payload) -> tuple[SCAINets, dict]:
     if "scai" not in payload or config.get("method") != "scai":
         raise ValueError(f"{path_or_payload if not isinstance(path_or_payload, dict) else 'payload'}: "
                          "not a SCAI checkpoint (write one with posekit.methods.scai.train_scai)")
-    nets = SCAINets.from_config(config["nets"])
+    nets = nets_from_config(config["nets"])
     for name in ("prediction", "correction", "referee"):
         getattr(nets, name).load_state_dict(payload["scai"][name])
     return nets.eval(), config

@@ -19,7 +19,8 @@ import torch
 from posekit.config import DEFAULT_PADDING
 from posekit.checkpoint import build_from_checkpoint, load_checkpoint, save_checkpoint
 from posekit.methods.scai.corrector import TTA_WEIGHTINGS, scai_payload
-from posekit.methods.scai.nets import SCAINets, chains_of, gather_chains
+from posekit.methods.scai.designs import build_nets, nets_from_config
+from posekit.methods.scai.nets import chains_of, gather_chains
 from posekit.training.runlog import RunLog
 from posekit.training.schedule import lr_factor
 from posekit.training.seeding import seed_everything
@@ -85,14 +86,17 @@ def _labelled_dataset(data_spec: str, pose_cfg: dict, codec, augment: dict | Non
 
 def train_scai(pose_checkpoint, data_spec: str, out, epochs: int = 10, *, batch_size: int = 32, lr: float = 1e-3,
                weight_decay: float = 1e-4, seed: int = 0, workers: int = 0, max_iters: int | None = None,
-               augment: dict | None = None, width: int = 16, max_offset: float | None = None,
+               augment: dict | None = None, design: str = "heatmap", width: int | None = None,
+               max_offset: float | None = None,
                feedback_weight: float = 0.1, tta_steps: int = 1, tta_lr: float = 1e-4, tta_weighting: str = "none",
                episodic: bool = False, resume: bool = True, skip_invalid: bool = False, device: str = "cpu",
                progress: bool = False) -> Path:
     """Train Φ, Γ and C on labeled data with the pose network frozen; returns the SCAI checkpoint path.
 
     ``out``: a folder (writes ``scai.pt``, ``scai_last.pt`` for resume, ``scai_log.jsonl``) or a ``.pt``
-    path. The checkpoint holds the three nets' weights and ``config``: ``method`` "scai", ``nets``, ``pose``
+    path. ``design``: "heatmap" (nets on the chain's heatmaps) or "coords" (MLPs on its joint coordinates and
+    confidences), see :mod:`posekit.methods.scai.designs`; ``width`` None -> the design's default. The
+    checkpoint holds the three nets' weights and ``config``: ``method`` "scai", ``nets``, ``pose``
     (``checkpoint`` path, ``fingerprint``, ``config``), ``tta`` defaults, ``train`` settings, ``history``.
     Written atomically, loadable with ``weights_only=True``. A finished run with the same settings is
     returned as is; an interrupted one resumes from its last epoch.
@@ -114,7 +118,8 @@ def train_scai(pose_checkpoint, data_spec: str, out, epochs: int = 10, *, batch_
                       "weight_decay": float(weight_decay), "seed": int(seed), "max_iters": max_iters,
                       "augment": dict(augment or {}), "feedback_weight": float(feedback_weight)}
     fingerprint = file_fingerprint(pose_checkpoint)
-    nets_cfg = SCAINets(codec.heatmap_size, codec.sigma, chains, width, max_offset).config()
+    nets_cfg = build_nets(codec.heatmap_size, codec.sigma, chains, design=design, width=width,
+                          max_offset=max_offset).config()
     config = {"method": "scai", "nets": nets_cfg, "skeleton": pose_cfg.get("skeleton"),
               "pose": {"checkpoint": str(pose_checkpoint), "fingerprint": fingerprint, "config": pose_cfg},
               "tta": {"steps": int(tta_steps), "lr": float(tta_lr), "weighting": tta_weighting,
@@ -136,7 +141,7 @@ def train_scai(pose_checkpoint, data_spec: str, out, epochs: int = 10, *, batch_
 
     seed_everything(seed)
     dev = torch.device(device)
-    nets = SCAINets.from_config(nets_cfg).to(dev)
+    nets = nets_from_config(nets_cfg).to(dev)
     model.to(dev).eval().requires_grad_(False)
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(nets.parameters(), lr=lr, weight_decay=weight_decay)
