@@ -14,12 +14,15 @@ both modes up to the decoder's own error.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .base import CODECS, Codec, check_person
 from .dark import _to_numpy, dark_decode, heatmap_peaks
 
-__all__ = ["HeatmapCodec", "argmax_decode", "render_gaussians"]
+__all__ = ["HeatmapCodec", "argmax_decode", "render_gaussians", "gaussian_profile", "integer_centre_patch",
+           "paste_patches"]
 
 _DECODERS = ("dark", "argmax")
 
@@ -34,6 +37,35 @@ def _as_size(value, name: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
+def gaussian_profile(offsets: np.ndarray, sigma: float) -> np.ndarray:
+    """The 1-D Gaussian ``exp(-d^2 / (2 sigma^2))`` of float64 ``offsets`` (any shape), float64."""
+    return np.exp(-offsets ** 2 / (2 * sigma ** 2))
+
+
+@functools.lru_cache(maxsize=16)
+def integer_centre_patch(sigma: float, window: float) -> np.ndarray:
+    """(2r + 1, 2r + 1) float32, read-only and cached, ``r = floor(window)``: what :func:`render_gaussians` draws
+    around an integer centre inside its ``window`` -- the same float64 profiles, the same float64 product rounded
+    once to float32. Every integer centre gets these same values, so a biased target pastes this patch instead of
+    rendering the whole map."""
+    reach = int(np.floor(window))
+    profile = gaussian_profile(np.arange(-reach, reach + 1, dtype=np.float64), sigma)
+    patch = (profile[:, None] * profile[None, :]).astype(np.float32)
+    patch.flags.writeable = False
+    return patch
+
+
+def paste_patches(heatmaps: np.ndarray, centers: np.ndarray, patch: np.ndarray, joints) -> None:
+    """Write ``patch`` (2r + 1, 2r + 1) centred on integer ``centers[k]`` ``(x, y)`` into ``heatmaps[k]`` (h, w) for
+    each k in ``joints``, cut at the map's edges; every such patch must overlap its map."""
+    reach = patch.shape[0] // 2
+    _, h, w = heatmaps.shape
+    for k in joints:
+        cx, cy = int(centers[k, 0]), int(centers[k, 1])
+        x0, x1, y0, y1 = max(0, cx - reach), min(w, cx + reach + 1), max(0, cy - reach), min(h, cy + reach + 1)
+        heatmaps[k, y0:y1, x0:x1] = patch[y0 - cy + reach:y1 - cy + reach, x0 - cx + reach:x1 - cx + reach]
+
+
 def render_gaussians(centers: np.ndarray, heatmap_size: tuple[int, int], sigma: float,
                      window: float | None = None) -> np.ndarray:
     """Unnormalised Gaussians ``exp(-((x - cx)^2 + (y - cy)^2) / (2 sigma^2))`` on the pixel grid.
@@ -46,8 +78,8 @@ def render_gaussians(centers: np.ndarray, heatmap_size: tuple[int, int], sigma: 
     w, h = heatmap_size
     dx = np.arange(w, dtype=np.float64)[None, :] - centers[:, :1]  # (K, w)
     dy = np.arange(h, dtype=np.float64)[None, :] - centers[:, 1:]  # (K, h)
-    gx = np.exp(-dx ** 2 / (2 * sigma ** 2))
-    gy = np.exp(-dy ** 2 / (2 * sigma ** 2))
+    gx = gaussian_profile(dx, sigma)
+    gy = gaussian_profile(dy, sigma)
     if window is not None:
         gx[np.abs(dx) > window] = 0.0
         gy[np.abs(dy) > window] = 0.0
@@ -153,9 +185,10 @@ class HeatmapCodec(Codec):
 
         heatmaps = np.zeros((len(keypoints), h, w), dtype=np.float32)
         keep = weights > 0
-        if keep.any():
-            heatmaps[keep] = render_gaussians(centers[keep], self.heatmap_size, self.sigma,
-                                              window=None if self.unbiased else reach)
+        if not self.unbiased:  # integer centres: the rendered window is the same patch for every joint
+            paste_patches(heatmaps, centers, integer_centre_patch(self.sigma, reach), np.flatnonzero(keep).tolist())
+        elif keep.any():
+            heatmaps[keep] = render_gaussians(centers[keep], self.heatmap_size, self.sigma)
         return {"heatmaps": heatmaps, "weights": weights}
 
     # ----------------------------------------------------------------------------------------- decode

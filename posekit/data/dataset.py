@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -10,8 +11,8 @@ from torch.utils.data import Dataset
 from posekit.config import DEFAULT_PADDING
 from posekit.data.io import read_image
 from posekit.data.sample import DataError, Sample
-from posekit.data.transforms import (AugmentConfig, affine_points, box_to_center_scale, color_jitter, crop_matrix,
-                                     normalize_image, random_crop_params, warp_image)
+from posekit.data.transforms import (AugmentConfig, affine_points, box_to_center_scale, color_jitter_planes, crop_matrix,
+                                     normalize_planes, random_crop_params, warp_image)
 
 log = logging.getLogger(__name__)
 
@@ -100,13 +101,15 @@ class TopDownDataset(Dataset):
         visible = (keypoints[:, 2] > 0) & (ok == 1)
         inside = ((keypoints[:, 0] >= 0) & (keypoints[:, 0] <= self.input_size[0] - 1)
                   & (keypoints[:, 1] >= 0) & (keypoints[:, 1] <= self.input_size[1] - 1))
-        if rng is not None:
-            crop = color_jitter(crop, rng, self.augment.color)
-            if self.augment.aid_prob > 0 and rng.random() < self.augment.aid_prob:
-                from posekit.data.augment import information_dropping
-                crop = information_dropping(crop, np.where((visible & inside)[:, None], keypoints, 0), rng, prob=1.0)
+        # the colour jitter hands over channel planes, which normalisation reads without interleaving them again
+        planes = color_jitter_planes(crop, rng, self.augment.color) if rng is not None else cv2.split(crop)
+        if rng is not None and self.augment.aid_prob > 0 and rng.random() < self.augment.aid_prob:
+            from posekit.data.augment import information_dropping
+            crop = information_dropping(cv2.merge(planes), np.where((visible & inside)[:, None], keypoints, 0), rng,
+                                        prob=1.0)
+            planes = cv2.split(crop)
         targets = self.codec.encode(keypoints[:, :2], visible.astype(np.float32))
-        item = {"image": torch.from_numpy(normalize_image(crop)),
+        item = {"image": torch.from_numpy(normalize_planes(planes)),
                 "keypoints": torch.from_numpy(keypoints),
                 "matrix": torch.from_numpy(matrix.astype(np.float32)),
                 "index": index, "ok": ok}

@@ -177,3 +177,36 @@ def test_render_gaussians_is_the_2d_gaussian():
     ys, xs = np.mgrid[0:5, 0:4]
     expected = np.exp(-((xs - 1.5) ** 2 + (ys - 2.0) ** 2) / (2 * 0.8 ** 2))
     np.testing.assert_allclose(maps[0], expected, atol=1e-7)
+
+
+@pytest.mark.parametrize("sigma", [2.0, 1.5, 3.0, 0.3, 1.0 / 3.0])
+@pytest.mark.parametrize("heatmap_size", [(32, 32), (12, 16), (1, 5)])
+def test_pasted_biased_targets_are_the_windowed_render_bit_for_bit(sigma, heatmap_size):
+    """Every integer centre that keeps a weight, corners and edges included, gets exactly what rendering
+    the cut Gaussian over the whole map gives (the way biased targets were drawn before they were pasted)."""
+    w, h = heatmap_size
+    codec = HeatmapCodec(input_size=(4 * w, 4 * h), heatmap_size=heatmap_size, sigma=sigma)
+    reach = 3 * sigma
+    xs, ys = np.meshgrid(np.arange(-int(reach) - 2, w + int(reach) + 2), np.arange(-int(reach) - 2, h + int(reach) + 2))
+    centres = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float64)
+    for start in range(0, len(centres), 14):
+        chunk = centres[start:start + 14]
+        out = codec.encode(chunk * 4, np.full(len(chunk), 2))
+        keep = out["weights"] > 0
+        expected = np.zeros((len(chunk), h, w), np.float32)
+        if keep.any():
+            expected[keep] = render_gaussians(chunk[keep], heatmap_size, sigma, window=reach)
+        np.testing.assert_array_equal(out["heatmaps"], expected)
+        assert not np.signbit(out["heatmaps"]).any()  # zeros are +0.0, as the render's products
+
+
+def test_biased_target_of_sigma_two_by_hand_and_joints_off_the_map_stay_empty():
+    codec = HeatmapCodec(input_size=(64, 64), sigma=2.0)  # 16 x 16 heatmap, window |d| <= 6
+    out = codec.encode(np.array([[4.0, 60.0], [400.0, 8.0], [np.nan, np.nan]]), np.array([2, 2, 0]))
+    hm = out["heatmaps"]
+    assert out["weights"].tolist() == [1.0, 0.0, 0.0] and not hm[1:].any()
+    cx, cy = 1, 15  # (4, 60) / 4
+    assert hm[0, cy, cx] == 1.0
+    assert hm[0, cy - 6, cx + 6] == pytest.approx(math.exp(-72 / 8), rel=1e-6)
+    assert hm[0, cy - 7, cx].item() == 0.0 and hm[0, cy, cx + 7].item() == 0.0  # cut at 3 sigma
+    assert np.count_nonzero(hm[0]) == (cx + 7) * 7  # columns 0..7, rows 9..15

@@ -77,3 +77,34 @@ def test_fast_color_jitter_and_normalisation_give_the_same_bits_as_the_plain_for
         np.testing.assert_array_equal(normalize_image(image), plain)
     as_float = image.astype(np.float32)
     np.testing.assert_array_equal(normalize_image(as_float), plain)
+
+
+@pytest.mark.parametrize("shape", [(128, 128, 3), (1, 1, 3), (1, 9, 3), (9, 1, 3), (33, 200, 3)])
+def test_jittered_planes_and_their_normalisation_are_the_plain_formulas_channel_by_channel(shape):
+    from posekit.data.transforms import IMAGE_MEAN, IMAGE_STD, color_jitter_planes, normalize_planes
+    source = np.random.default_rng(sum(shape))
+    for trial in range(12):
+        image = source.integers(0, 256, shape, dtype=np.uint8)
+        if trial % 4 == 0:  # few levels, flat regions: the case where a rounding slip would show
+            image = (image // 64 * 64).astype(np.uint8)
+        amount = (0.25, 0.6, 0.05)[trial % 3]
+        planes = color_jitter_planes(image, np.random.default_rng(trial), amount)
+        expected = reference_color_jitter(image, np.random.default_rng(trial), amount)
+        assert len(planes) == 3 and all(p.dtype == np.uint8 and p.shape == shape[:2] for p in planes)
+        np.testing.assert_array_equal(np.stack(planes, axis=-1), expected)
+        plain = ((expected.astype(np.float32) - IMAGE_MEAN) / IMAGE_STD).transpose(2, 0, 1)
+        np.testing.assert_array_equal(normalize_planes(planes), plain)
+
+
+def test_jitter_and_normalisation_accept_a_strided_view_and_leave_it_alone():
+    from posekit.data.transforms import color_jitter_planes, normalize_image
+    image = np.random.default_rng(2).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    view, before = image[::2, 5:45], image.copy()
+    np.testing.assert_array_equal(np.stack(color_jitter_planes(view, np.random.default_rng(1), 0.3), axis=-1),
+                                  reference_color_jitter(view, np.random.default_rng(1), 0.3))
+    np.testing.assert_array_equal(normalize_image(view), normalize_image(view.copy()))
+    np.testing.assert_array_equal(image, before)
+    rng = np.random.default_rng(4)
+    unjittered = color_jitter_planes(image, rng, 0.0)  # no jitter: the planes as they are, nothing drawn
+    np.testing.assert_array_equal(np.stack(unjittered, axis=-1), image)
+    assert rng.random() == np.random.default_rng(4).random()
