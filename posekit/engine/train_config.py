@@ -41,10 +41,10 @@ def default_workers() -> int:
     """DataLoader workers when a config names none: 0 (load in the training process) on a machine with up to 2
     cores, else half the cores (at most 4).
 
-    Measured on 2 cores (benchmarks/results/train_speed.md, compact model, crop cache on, 2 training threads): in-process
-    loading kept 0.98 (fp32) / 1.02 (bf16) of the model-only rate, one worker 0.94 / 0.58 and two workers about
-    0.5: a worker process is a third busy thread next to the two training threads, and every time it preempts one
-    of them the other waits for it; with the crop cache an item costs well under a millisecond, less than that."""
+    On 2 cores a worker process is a third busy thread next to the two training threads, and every time it
+    preempts one of them the other waits for it; in-process loading costs each step the items' preparation
+    (about 1.5 ms of CPU per 128-px item with the crop cache, benchmarks/results/loader_speed.md) and no more.
+    Measured end to end / model-only: benchmarks/results/train_speed.md."""
     cores = os.cpu_count() or 1
     return 0 if cores <= 2 else min(4, cores // 2)
 
