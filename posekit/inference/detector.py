@@ -43,8 +43,8 @@ DEFAULT_TILES = 0
 DEFAULT_TILE_OVERLAP = 0.25
 #: a detection overlapping a better one by at least this IoU is the same person
 DEFAULT_NMS_IOU = 0.5
-#: at most this many people per image, after merging the passes
-DEFAULT_MAX_PEOPLE = MAX_PEOPLE
+#: at most this many people per image, after merging the passes (None: all that the passes find, 6 a pass)
+DEFAULT_MAX_PEOPLE = None
 #: a tile's box within this many input px of one of the tile's inner edges is a person cut by that edge
 _CUT_MARGIN = 2.0
 
@@ -105,7 +105,7 @@ class PersonDetector:
     docstring."""
 
     def __init__(self, model, *, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
-                 max_people: int = DEFAULT_MAX_PEOPLE, long_side: int = DEFAULT_LONG_SIDE, tiles: int = DEFAULT_TILES,
+                 max_people: int | None = DEFAULT_MAX_PEOPLE, long_side: int = DEFAULT_LONG_SIDE, tiles: int = DEFAULT_TILES,
                  tile_overlap: float = DEFAULT_TILE_OVERLAP, nms_iou: float = DEFAULT_NMS_IOU):
         if not getattr(model, "multipose", False) or "box_scale" not in getattr(model, "heads", {}):
             raise ValueError("the detector needs a MoveNet MultiPose model with its box heads "
@@ -119,12 +119,12 @@ class PersonDetector:
         if not 0 < nms_iou <= 1:
             raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
         most = MAX_PEOPLE * (1 + tiles * tiles)
-        if not 1 <= max_people <= most:
+        if max_people is not None and not 1 <= max_people <= most:
             raise ValueError(f"max_people must be 1..{most} (MultiPose finds up to {MAX_PEOPLE} people a pass"
                              f"{f', {1 + tiles * tiles} passes' if tiles else ''}), got {max_people}")
         self.model = model.eval()
         self.score_threshold = float(score_threshold)
-        self.max_people = int(max_people)
+        self.max_people = None if max_people is None else int(max_people)
         self.long_side = int(long_side)
         self.tiles = int(tiles)
         self.tile_overlap = float(tile_overlap)
@@ -138,7 +138,8 @@ class PersonDetector:
     def describe(self) -> str:
         """The settings in one line, e.g. ``"256 px, 2x2 tiles (overlap 0.25), score >= 0.15"``."""
         tiles = f", {self.tiles}x{self.tiles} tiles (overlap {self.tile_overlap:g})" if self.tiles else ""
-        return f"{self.long_side} px{tiles}, score >= {self.score_threshold:g}, at most {self.max_people} people"
+        most = f", at most {self.max_people} people" if self.max_people else ""
+        return f"{self.long_side} px{tiles}, score >= {self.score_threshold:g}{most}"
 
     def run_pass(self, image: np.ndarray, region=None, long_side: int | None = None):
         """One pass on ``region`` (``x1, y1, x2, y2`` image px; default the whole image) at ``long_side`` (default
@@ -181,7 +182,7 @@ class PersonDetector:
 
     def merge(self, boxes: np.ndarray, scores: np.ndarray, min_score: float | None = None):
         """Candidates (:meth:`candidates`) -> boxes (M, 4) ``x, y, w, h`` and scores (M,), best first: empty boxes
-        and scores under ``min_score`` (default ``score_threshold``) dropped, NMS, at most ``max_people``."""
+        and scores under ``min_score`` (default ``score_threshold``) dropped, NMS, at most ``max_people`` (None: all)."""
         threshold = self.score_threshold if min_score is None else float(min_score)
         valid = np.flatnonzero((scores >= threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
         keep = valid[nms(boxes[valid], scores[valid], self.nms_iou)][:self.max_people]

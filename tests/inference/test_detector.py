@@ -154,3 +154,18 @@ def test_predictor_without_boxes_detects_people_and_finds_nobody_in_an_empty_pho
     np.testing.assert_array_equal(predictor.predict(image), keypoints)
     with pytest.raises(ValueError, match="no detector loaded"):
         Predictor.load(zoo / "lspet_compact_pretrained.pt").predict(image)
+
+
+def test_predict_names_the_detector_flag_that_is_wrong(tmp_path, capsys):
+    from posekit.cli import main
+    import cv2
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "wall.jpg"), np.full((60, 80, 3), 90, np.uint8))
+    pose = ROOT / "zoo" / "lspet_compact_pretrained.pt"
+    for flags, message in ((["--detector-size", "300"], "--detector-size must be a positive multiple of 32, got 300"),
+                           (["--detector-tiles", "1"], "--detector-tiles must be 0 (no tiled pass) or >= 2, got 1"),
+                           (["--detector-tiles", "2", "--max-people", "40"], "--max-people must be 1..30")):
+        assert main(["predict", str(folder), "--checkpoint", str(pose), "--out", str(tmp_path / "p.json"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
