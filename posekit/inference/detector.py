@@ -9,9 +9,10 @@ graph's own MultiPose decoding (:func:`posekit.codecs.movenet.movenet_multipose_
 
 1. a full-frame pass at ``long_side``;
 2. with ``tiles=N``, a zoomed pass on each of N x N overlapping tiles (:func:`tile_regions`, ``tile_overlap`` of
-   a tile shared with its neighbour) at the same ``long_side``: small people get N times more pixels, and each
-   tile has its own 6 people. A tile's box that touches one of the tile's inner edges (a person cut by it) is
-   dropped: that person is whole in the neighbouring tile or in the full frame;
+   a tile shared with its neighbour) at the same ``long_side``: small people get about N times more pixels, and
+   each tile has its own 6 people. A tile's box that touches one of the tile's inner edges (a person cut by it)
+   is dropped (that person is whole in the neighbouring tile or in the full frame), and so is a tile's person
+   scoring under ``tile_score_threshold`` (zoomed tiles show more false people);
 
 then merges everything by greedy non-maximum suppression (:func:`nms`, ``nms_iou``), drops people scoring
 below ``score_threshold`` and keeps at most ``max_people``, best first. The defaults were chosen on COCO-MINI
@@ -31,14 +32,18 @@ from posekit.codecs.movenet import MAX_PEOPLE, movenet_multipose_decode
 from posekit.data.transforms import normalize_image
 
 __all__ = ["PersonDetector", "DEFAULT_SCORE_THRESHOLD", "DEFAULT_LONG_SIDE", "DEFAULT_TILES", "DEFAULT_TILE_OVERLAP",
+           "DEFAULT_TILE_SCORE_THRESHOLD",
            "DEFAULT_NMS_IOU", "DEFAULT_MAX_PEOPLE", "letterbox", "tile_regions", "nms", "box_iou"]
 
 #: person score below which a detection is dropped (chosen on COCO-MINI train, see benchmarks/detector.py)
 DEFAULT_SCORE_THRESHOLD = 0.15
 #: the full-frame pass's long side in input px (MultiPose is usually run at 256)
 DEFAULT_LONG_SIDE = 256
-#: zoomed second pass on N x N tiles (0: none)
+#: zoomed second pass on N x N tiles (0: none; 2 finds more people at about 5x the cost, see benchmarks/detector.py)
 DEFAULT_TILES = 0
+#: a tile's person scoring below this is dropped before merging (None: ``score_threshold``); zoomed tiles show
+#: more false people than the full frame (chosen on COCO-MINI train)
+DEFAULT_TILE_SCORE_THRESHOLD = 0.2
 #: the fraction of a tile's side shared with its neighbour
 DEFAULT_TILE_OVERLAP = 0.25
 #: a detection overlapping a better one by at least this IoU is the same person
@@ -106,7 +111,8 @@ class PersonDetector:
 
     def __init__(self, model, *, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
                  max_people: int | None = DEFAULT_MAX_PEOPLE, long_side: int = DEFAULT_LONG_SIDE, tiles: int = DEFAULT_TILES,
-                 tile_overlap: float = DEFAULT_TILE_OVERLAP, nms_iou: float = DEFAULT_NMS_IOU):
+                 tile_overlap: float = DEFAULT_TILE_OVERLAP, nms_iou: float = DEFAULT_NMS_IOU,
+                 tile_score_threshold: float | None = DEFAULT_TILE_SCORE_THRESHOLD):
         if not getattr(model, "multipose", False) or "box_scale" not in getattr(model, "heads", {}):
             raise ValueError("the detector needs a MoveNet MultiPose model with its box heads "
                              "(python -m posekit.models.movenet_import movenet-multipose.onnx --out ...)")
@@ -129,6 +135,7 @@ class PersonDetector:
         self.tiles = int(tiles)
         self.tile_overlap = float(tile_overlap)
         self.nms_iou = float(nms_iou)
+        self.tile_score_threshold = None if tile_score_threshold is None else float(tile_score_threshold)
 
     @classmethod
     def load(cls, path, **kwargs) -> "PersonDetector":
@@ -137,7 +144,8 @@ class PersonDetector:
 
     def describe(self) -> str:
         """The settings in one line, e.g. ``"256 px, 2x2 tiles (overlap 0.25), score >= 0.15"``."""
-        tiles = f", {self.tiles}x{self.tiles} tiles (overlap {self.tile_overlap:g})" if self.tiles else ""
+        tile_score = "" if self.tile_score_threshold is None else f", tile score >= {self.tile_score_threshold:g}"
+        tiles = f", {self.tiles}x{self.tiles} tiles (overlap {self.tile_overlap:g}{tile_score})" if self.tiles else ""
         most = f", at most {self.max_people} people" if self.max_people else ""
         return f"{self.long_side} px{tiles}, score >= {self.score_threshold:g}{most}"
 
@@ -167,7 +175,8 @@ class PersonDetector:
 
     def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every candidate of every pass, before merging and the score threshold: boxes (C, 4) ``x1, y1, x2, y2``
-        image px and scores (C,); the full frame's first, then each tile's, without the tiles' cut people."""
+        image px and scores (C,); the full frame's first, then each tile's, without the tiles' cut people and those
+        scoring under ``tile_score_threshold``."""
         boxes, scores, _ = self.run_pass(image)
         all_boxes, all_scores = [boxes], [scores]
         if self.tiles:
@@ -176,6 +185,8 @@ class PersonDetector:
                 boxes, scores, _ = self.run_pass(image, region)
                 keep = ~_cut_by_tile(boxes, region, w, h, _CUT_MARGIN * max(region[2] - region[0],
                                                                              region[3] - region[1]) / self.long_side)
+                if self.tile_score_threshold is not None:
+                    keep &= scores >= self.tile_score_threshold
                 all_boxes.append(boxes[keep])
                 all_scores.append(scores[keep])
         return np.concatenate(all_boxes).reshape(-1, 4), np.concatenate(all_scores)

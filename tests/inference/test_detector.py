@@ -31,7 +31,7 @@ def test_detector_refuses_a_single_pose_model_and_bad_options():
         PersonDetector(build_model("movenet_lightning", heads="all"))
     multipose = build_model("movenet_multipose", heads="all")
     with pytest.raises(ValueError, match="max_people must be 1..6 "):
-        PersonDetector(multipose, max_people=7)
+        PersonDetector(multipose, tiles=0, max_people=7)
     with pytest.raises(ValueError, match="max_people must be 1..30 "):
         PersonDetector(multipose, tiles=2, max_people=31)
     PersonDetector(multipose, tiles=2, max_people=30)
