@@ -39,8 +39,8 @@ __all__ = ["PersonDetector", "DEFAULT_SCORE_THRESHOLD", "DEFAULT_LONG_SIDE", "DE
 DEFAULT_SCORE_THRESHOLD = 0.15
 #: the full-frame pass's long side in input px (MultiPose is usually run at 256)
 DEFAULT_LONG_SIDE = 256
-#: zoomed second pass on N x N tiles (0: none; 2 finds more people at about 5x the cost, see benchmarks/detector.py)
-DEFAULT_TILES = 0
+#: zoomed second pass on N x N tiles (0: none); 2 was chosen on COCO-MINI train (benchmarks/detector.py)
+DEFAULT_TILES = 2
 #: a tile's person scoring below this is dropped before merging (None: ``score_threshold``); zoomed tiles show
 #: more false people than the full frame (chosen on COCO-MINI train)
 DEFAULT_TILE_SCORE_THRESHOLD = 0.2
