@@ -24,7 +24,15 @@ def add_parser(sub) -> None:
                    help="person detector for images without --boxes and for video: a MultiPose checkpoint, 'auto' "
                         "(the zoo's movenet_multipose.pt) or 'none' (the whole image is one person box; video: one "
                         "person, the whole frame first, then the box of the previous frame's keypoints)")
-    q.add_argument("--max-people", type=int, default=6, help="detector: at most this many people per image (1-6)")
+    q.add_argument("--max-people", type=int, default=None,
+                   help="detector: at most this many people per image (default: all it finds, up to 6 a pass)")
+    q.add_argument("--detector-size", type=int, default=None,
+                   help="detector: the full-frame pass's long side in px, a multiple of 32 (default: the detector's, "
+                        "posekit.inference.detector.DEFAULT_LONG_SIDE; larger finds smaller people, costs more)")
+    q.add_argument("--detector-tiles", type=int, default=None,
+                   help="detector: N > 1 adds a zoomed pass on N x N overlapping tiles merged with the full frame "
+                        "(finds small and crowded people; N * N more passes); 0: the full frame only (default: the "
+                        "detector's, DEFAULT_TILES)")
     q.add_argument("--out", required=True, help="predictions json (list, one entry per person box; video: one "
                    "entry per frame with its people)")
     q.add_argument("--draw", help="folder (images) or .mp4 path (video) for drawn skeletons")
@@ -136,15 +144,22 @@ def load_detector(args):
     """The PersonDetector the options ask for (``--detector auto | CKPT``), or None for ``--detector none``."""
     if args.detector == "none":
         return None
-    from posekit.inference.detector import DEFAULT_SCORE_THRESHOLD, PersonDetector
+    from posekit.inference.detector import PersonDetector
     from posekit.inference.sources import default_detector
     path = default_detector() if args.detector == "auto" else Path(args.detector)
     if path is None:
         raise ValueError("no detector: zoo/movenet_multipose.pt is not next to this installation; give "
                          "--detector CHECKPOINT (python -m posekit.models.movenet_import movenet-multipose.onnx), "
                          "--boxes dets.json or --detector none")
-    threshold = DEFAULT_SCORE_THRESHOLD if args.score_threshold is None else args.score_threshold
-    return PersonDetector.load(path, score_threshold=threshold, max_people=args.max_people)
+    flags = {"long_side": ("--detector-size", args.detector_size), "tiles": ("--detector-tiles", args.detector_tiles),
+             "max_people": ("--max-people", args.max_people), "score_threshold": ("--score-threshold", args.score_threshold)}
+    try:
+        return PersonDetector.load(path, **{k: v for k, (_, v) in flags.items() if v is not None})
+    except ValueError as err:  # name the flag, not the keyword: "--detector-size must be a multiple of 32, got 300"
+        option = str(err).split(" ", 1)[0]
+        if option in flags:
+            raise ValueError(f"{flags[option][0]} {str(err).split(' ', 1)[1]}") from None
+        raise
 
 
 def prediction_samples(args, predictor, counts: dict, last):

@@ -1,10 +1,22 @@
 """Find the people in a photo: MoveNet MultiPose (imported into posekit) as a person detector.
 
 The detector's boxes and person scores feed the top-down pose model; its own keypoints are not the output.
-An image is resized so that its long side is ``long_side`` (256, as MultiPose is usually run), padded with
-black at the bottom / right to multiples of 32, run through the native network, and decoded with the
-released graph's own MultiPose decoding (:func:`posekit.codecs.movenet.movenet_multipose_decode`). People
-scoring below ``score_threshold`` are dropped; at most ``max_people`` (MultiPose finds up to 6) are kept.
+
+One **pass** runs the network on a region of the image: the region is resized so that its long side is
+``long_side`` px, padded with black at the bottom / right to multiples of 32, and decoded with the released
+graph's own MultiPose decoding (:func:`posekit.codecs.movenet.movenet_multipose_decode`: up to 6 people a pass).
+:meth:`PersonDetector.detect` runs
+
+1. a full-frame pass at ``long_side``;
+2. with ``tiles=N``, a zoomed pass on each of N x N overlapping tiles (:func:`tile_regions`, ``tile_overlap`` of
+   a tile shared with its neighbour) at the same ``long_side``: small people get about N times more pixels, and
+   each tile has its own 6 people. A tile's box that touches one of the tile's inner edges (a person cut by it)
+   is dropped (that person is whole in the neighbouring tile or in the full frame), and so is a tile's person
+   scoring under ``tile_score_threshold`` (zoomed tiles show more false people);
+
+then merges everything by greedy non-maximum suppression (:func:`nms`, ``nms_iou``), drops people scoring
+below ``score_threshold`` and keeps at most ``max_people``, best first. The defaults were chosen on COCO-MINI
+train (``benchmarks/detector.py``, which reports them on val).
 
 >>> detector = PersonDetector.load("zoo/movenet_multipose.pt")
 >>> boxes, scores = detector.detect(image)     # (M, 4) x, y, w, h image pixels, (M,) person scores
@@ -19,10 +31,27 @@ from posekit.checkpoint import load_model
 from posekit.codecs.movenet import MAX_PEOPLE, movenet_multipose_decode
 from posekit.data.transforms import normalize_image
 
-__all__ = ["PersonDetector", "DEFAULT_SCORE_THRESHOLD", "letterbox"]
+__all__ = ["PersonDetector", "DEFAULT_SCORE_THRESHOLD", "DEFAULT_LONG_SIDE", "DEFAULT_TILES", "DEFAULT_TILE_OVERLAP",
+           "DEFAULT_TILE_SCORE_THRESHOLD",
+           "DEFAULT_NMS_IOU", "DEFAULT_MAX_PEOPLE", "letterbox", "tile_regions", "nms", "box_iou"]
 
 #: person score below which a detection is dropped (chosen on COCO-MINI train, see benchmarks/detector.py)
 DEFAULT_SCORE_THRESHOLD = 0.15
+#: the full-frame pass's long side in input px (MultiPose is usually run at 256)
+DEFAULT_LONG_SIDE = 256
+#: zoomed second pass on N x N tiles (0: none); 2 was chosen on COCO-MINI train (benchmarks/detector.py)
+DEFAULT_TILES = 2
+#: a tile's person scoring below this is dropped before merging (None: ``score_threshold``); zoomed tiles show
+#: more false people than the full frame (chosen on COCO-MINI train)
+DEFAULT_TILE_SCORE_THRESHOLD = 0.2
+#: the fraction of a tile's side shared with its neighbour
+DEFAULT_TILE_OVERLAP = 0.25
+#: a detection overlapping a better one by at least this IoU is the same person
+DEFAULT_NMS_IOU = 0.5
+#: at most this many people per image, after merging the passes (None: all that the passes find, 6 a pass)
+DEFAULT_MAX_PEOPLE = None
+#: a tile's box within this many input px of one of the tile's inner edges is a person cut by that edge
+_CUT_MARGIN = 2.0
 
 
 def letterbox(image: np.ndarray, long_side: int = 256, multiple: int = 32) -> tuple[np.ndarray, float]:
@@ -36,53 +65,165 @@ def letterbox(image: np.ndarray, long_side: int = 256, multiple: int = 32) -> tu
     return np.pad(resized, ((0, pad_h), (0, pad_w), (0, 0))), scale
 
 
-class PersonDetector:
-    """Person boxes and scores from a MoveNet MultiPose checkpoint (``heads="all"``)."""
+def tile_regions(width: int, height: int, grid: int, overlap: float = DEFAULT_TILE_OVERLAP) -> np.ndarray:
+    """The ``grid`` x ``grid`` tiles covering a ``width`` x ``height`` image, neighbours sharing ``overlap`` of a
+    tile's side: (grid * grid, 4) int ``x1, y1, x2, y2`` (x2, y2 exclusive), row by row. The first tile starts
+    at 0 and the last ends at the image's side."""
+    if grid < 1:
+        raise ValueError(f"tiles must be >= 1, got {grid}")
+    if not 0 <= overlap < 1:
+        raise ValueError(f"tile_overlap must be in [0, 1), got {overlap}")
 
-    def __init__(self, model, *, score_threshold: float = DEFAULT_SCORE_THRESHOLD, max_people: int = MAX_PEOPLE,
-                 long_side: int = 256):
+    def spans(side: int) -> list[tuple[int, int]]:
+        size = side / (grid - (grid - 1) * overlap)
+        step = size * (1 - overlap)
+        return [(round(i * step), side if i == grid - 1 else round(i * step + size)) for i in range(grid)]
+
+    return np.array([(x1, y1, x2, y2) for y1, y2 in spans(height) for x1, x2 in spans(width)], np.int64)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(M, 4), (G, 4) ``x1, y1, x2, y2`` -> (M, G) intersection over union."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    w = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    h = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = w * h
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = DEFAULT_NMS_IOU) -> np.ndarray:
+    """Greedy non-maximum suppression: the indices of the kept boxes (``x1, y1, x2, y2``), best score first
+    (ties: the lower index). A box is dropped when it overlaps a kept better one by IoU >= ``iou_threshold``."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    overlaps = box_iou(boxes, boxes)
+    keep: list[int] = []
+    for i in order:
+        if all(overlaps[i, j] < iou_threshold for j in keep):
+            keep.append(int(i))
+    return np.array(keep, np.int64)
+
+
+class PersonDetector:
+    """Person boxes and scores from a MoveNet MultiPose checkpoint (``heads="all"``); options as in the module's
+    docstring."""
+
+    def __init__(self, model, *, score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+                 max_people: int | None = DEFAULT_MAX_PEOPLE, long_side: int = DEFAULT_LONG_SIDE, tiles: int = DEFAULT_TILES,
+                 tile_overlap: float = DEFAULT_TILE_OVERLAP, nms_iou: float = DEFAULT_NMS_IOU,
+                 tile_score_threshold: float | None = DEFAULT_TILE_SCORE_THRESHOLD):
         if not getattr(model, "multipose", False) or "box_scale" not in getattr(model, "heads", {}):
             raise ValueError("the detector needs a MoveNet MultiPose model with its box heads "
                              "(python -m posekit.models.movenet_import movenet-multipose.onnx --out ...)")
-        if not 1 <= max_people <= MAX_PEOPLE:
-            raise ValueError(f"max_people must be 1..{MAX_PEOPLE}, got {max_people}")
-        if long_side % 32:
-            raise ValueError(f"long_side must be a multiple of 32, got {long_side}")
+        if long_side % 32 or long_side < 32:
+            raise ValueError(f"long_side must be a positive multiple of 32, got {long_side}")
+        if tiles < 0 or tiles == 1:
+            raise ValueError(f"tiles must be 0 (no tiled pass) or >= 2, got {tiles}")
+        if not 0 <= tile_overlap < 1:
+            raise ValueError(f"tile_overlap must be in [0, 1), got {tile_overlap}")
+        if not 0 < nms_iou <= 1:
+            raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
+        most = MAX_PEOPLE * (1 + tiles * tiles)
+        if max_people is not None and not 1 <= max_people <= most:
+            raise ValueError(f"max_people must be 1..{most} (MultiPose finds up to {MAX_PEOPLE} people a pass"
+                             f"{f', {1 + tiles * tiles} passes' if tiles else ''}), got {max_people}")
         self.model = model.eval()
         self.score_threshold = float(score_threshold)
-        self.max_people = int(max_people)
+        self.max_people = None if max_people is None else int(max_people)
         self.long_side = int(long_side)
+        self.tiles = int(tiles)
+        self.tile_overlap = float(tile_overlap)
+        self.nms_iou = float(nms_iou)
+        self.tile_score_threshold = None if tile_score_threshold is None else float(tile_score_threshold)
 
     @classmethod
     def load(cls, path, **kwargs) -> "PersonDetector":
         model, _ = load_model(path)
         return cls(model.float(), **kwargs)
 
-    def raw(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every one of MultiPose's 6 candidates: boxes (6, 4) x1, y1, x2, y2 image px, scores (6,),
-        keypoints (6, 17, 3) image px (the detector's own, for diagnostics)."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
-        padded, scale = letterbox(image, self.long_side)
+    def describe(self) -> str:
+        """The settings in one line, e.g. ``"256 px, 2x2 tiles (overlap 0.25), score >= 0.15"``."""
+        tile_score = "" if self.tile_score_threshold is None else f", tile score >= {self.tile_score_threshold:g}"
+        tiles = f", {self.tiles}x{self.tiles} tiles (overlap {self.tile_overlap:g}{tile_score})" if self.tiles else ""
+        most = f", at most {self.max_people} people" if self.max_people else ""
+        return f"{self.long_side} px{tiles}, score >= {self.score_threshold:g}{most}"
+
+    def run_pass(self, image: np.ndarray, region=None, long_side: int | None = None):
+        """One pass on ``region`` (``x1, y1, x2, y2`` image px; default the whole image) at ``long_side`` (default
+        the detector's): MultiPose's 6 candidates as boxes (6, 4) ``x1, y1, x2, y2`` image px (clipped to the
+        region), scores (6,), keypoints (6, 17, 3) image px (the detector's own)."""
+        _check_image(image)
+        h, w = image.shape[:2]
+        x1, y1, x2, y2 = (0, 0, w, h) if region is None else (int(v) for v in region)
+        if not (0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h):
+            raise ValueError(f"region {region} is not inside the {w}x{h} image")
+        padded, scale = letterbox(np.ascontiguousarray(image[y1:y2, x1:x2]), long_side or self.long_side)
         x = torch.from_numpy(normalize_image(padded))[None]
         with torch.inference_mode():
             heads = {k: v.float().numpy() for k, v in self.model.forward_heads(x).items()}
         people, boxes, scores = movenet_multipose_decode(heads, (padded.shape[1], padded.shape[0]))
-        h, w = image.shape[:2]
-        boxes = boxes[0] / scale
-        boxes = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
+        offset = np.array([x1, y1, x1, y1], np.float32)
+        boxes = np.clip(boxes[0] / scale, 0, [x2 - x1, y2 - y1] * 2) + offset
         people = people[0].copy()
-        people[..., :2] /= scale
-        return boxes, scores[0], people
+        people[..., :2] = people[..., :2] / scale + offset[:2]
+        return boxes.astype(np.float32), scores[0].astype(np.float32), people
+
+    def raw(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The full-frame pass's 6 candidates (see :meth:`run_pass`)."""
+        return self.run_pass(image)
+
+    def candidates(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every candidate of every pass, before merging and the score threshold: boxes (C, 4) ``x1, y1, x2, y2``
+        image px and scores (C,); the full frame's first, then each tile's, without the tiles' cut people and those
+        scoring under ``tile_score_threshold``."""
+        boxes, scores, _ = self.run_pass(image)
+        all_boxes, all_scores = [boxes], [scores]
+        if self.tiles:
+            h, w = image.shape[:2]
+            for region in tile_regions(w, h, self.tiles, self.tile_overlap):
+                boxes, scores, _ = self.run_pass(image, region)
+                keep = ~_cut_by_tile(boxes, region, w, h, _CUT_MARGIN * max(region[2] - region[0],
+                                                                             region[3] - region[1]) / self.long_side)
+                if self.tile_score_threshold is not None:
+                    keep &= scores >= self.tile_score_threshold
+                all_boxes.append(boxes[keep])
+                all_scores.append(scores[keep])
+        return np.concatenate(all_boxes).reshape(-1, 4), np.concatenate(all_scores)
+
+    def merge(self, boxes: np.ndarray, scores: np.ndarray, min_score: float | None = None):
+        """Candidates (:meth:`candidates`) -> boxes (M, 4) ``x, y, w, h`` and scores (M,), best first: empty boxes
+        and scores under ``min_score`` (default ``score_threshold``) dropped, NMS, at most ``max_people`` (None: all)."""
+        threshold = self.score_threshold if min_score is None else float(min_score)
+        valid = np.flatnonzero((scores >= threshold) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+        keep = valid[nms(boxes[valid], scores[valid], self.nms_iou)][:self.max_people]
+        xyxy = boxes[keep].reshape(-1, 4)
+        xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+        return xywh.astype(np.float32), scores[keep].astype(np.float32)
 
     def detect(self, image: np.ndarray, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """image (H, W, 3) uint8 RGB -> boxes (M, 4) ``x, y, w, h`` image px and scores (M,), best first;
         M = 0 when nobody scores ``min_score`` (default ``score_threshold``) or more."""
-        threshold = self.score_threshold if min_score is None else float(min_score)
-        boxes, scores, _ = self.raw(image)
-        order = np.argsort(-scores, kind="stable")
-        order = [i for i in order if scores[i] >= threshold and
-                 boxes[i, 2] > boxes[i, 0] and boxes[i, 3] > boxes[i, 1]][:self.max_people]
-        xyxy = boxes[order].reshape(-1, 4)
-        xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-        return xywh.astype(np.float32), scores[order].astype(np.float32)
+        return self.merge(*self.candidates(image), min_score=min_score)
+
+
+def _check_image(image) -> None:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        shown = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {shown}")
+
+
+def _cut_by_tile(boxes: np.ndarray, region, width: int, height: int, margin: float) -> np.ndarray:
+    """(P,) True for the boxes (image px) within ``margin`` px of one of ``region``'s edges that lie inside the
+    image (not the image's own border)."""
+    x1, y1, x2, y2 = region
+    cut = np.zeros(len(boxes), bool)
+    if x1 > 0:
+        cut |= boxes[:, 0] <= x1 + margin
+    if y1 > 0:
+        cut |= boxes[:, 1] <= y1 + margin
+    if x2 < width:
+        cut |= boxes[:, 2] >= x2 - margin
+    if y2 < height:
+        cut |= boxes[:, 3] >= y2 - margin
+    return cut

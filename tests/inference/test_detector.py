@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from posekit.inference.detector import PersonDetector, letterbox
+from posekit.inference.detector import PersonDetector, _cut_by_tile, box_iou, letterbox, nms, tile_regions
 from posekit.models.registry import build_model
 
 ROOT = Path(__file__).parents[2]
@@ -29,8 +30,85 @@ def test_detector_refuses_a_single_pose_model_and_bad_options():
     with pytest.raises(ValueError, match="MultiPose model with its box heads"):
         PersonDetector(build_model("movenet_lightning", heads="all"))
     multipose = build_model("movenet_multipose", heads="all")
-    with pytest.raises(ValueError, match="max_people must be 1..6"):
-        PersonDetector(multipose, max_people=7)
+    with pytest.raises(ValueError, match="max_people must be 1..6 "):
+        PersonDetector(multipose, tiles=0, max_people=7)
+    with pytest.raises(ValueError, match="max_people must be 1..30 "):
+        PersonDetector(multipose, tiles=2, max_people=31)
+    PersonDetector(multipose, tiles=2, max_people=30)
+    with pytest.raises(ValueError, match="long_side must be a positive multiple of 32, got 300"):
+        PersonDetector(multipose, long_side=300)
+    with pytest.raises(ValueError, match="tiles must be 0 .* or >= 2, got 1"):
+        PersonDetector(multipose, tiles=1)
+    with pytest.raises(ValueError, match=r"tile_overlap must be in \[0, 1\), got 1.0"):
+        PersonDetector(multipose, tiles=2, tile_overlap=1.0)
+    with pytest.raises(ValueError, match=r"nms_iou must be in \(0, 1\], got 0.0"):
+        PersonDetector(multipose, nms_iou=0.0)
+    detector = PersonDetector(multipose)
+    with pytest.raises(ValueError, match=r"image must be \(H, W, 3\) uint8 RGB, got \(4, 4\) uint8"):
+        detector.detect(np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"region \(0, 0, 50, 50\) is not inside the 40x30 image"):
+        detector.run_pass(np.zeros((30, 40, 3), np.uint8), (0, 0, 50, 50))
+
+
+def test_tile_regions_cover_the_image_with_the_asked_overlap():
+    # 2 x 2 on 700 x 350 with overlap 0.25: a tile is 700 / 1.75 = 400 wide, 200 high; steps 300 and 150
+    np.testing.assert_array_equal(tile_regions(700, 350, 2, 0.25),
+                                  [[0, 0, 400, 200], [300, 0, 700, 200], [0, 150, 400, 350], [300, 150, 700, 350]])
+    # 3 x 3 without overlap: thirds; the last tile ends at the image's side
+    tiles = tile_regions(100, 90, 3, 0.0)
+    np.testing.assert_array_equal(tiles[:3], [[0, 0, 33, 30], [33, 0, 67, 30], [67, 0, 100, 30]])
+    assert tiles[-1].tolist() == [67, 60, 100, 90] and len(tiles) == 9
+    with pytest.raises(ValueError, match="tiles must be >= 1"):
+        tile_regions(10, 10, 0)
+
+
+def test_nms_keeps_the_best_of_each_overlapping_group():
+    boxes = np.array([[0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30], [0, 0, 10, 4]], np.float32)
+    scores = np.array([0.5, 0.9, 0.3, 0.8], np.float32)
+    assert box_iou(boxes[:1], boxes[1:2])[0, 0] == pytest.approx(90 / 110)
+    assert box_iou(boxes[:1], boxes[3:])[0, 0] == pytest.approx(0.4)
+    # 1 (0.9) suppresses 0 (IoU 0.82); 3 overlaps 1 by 36 / 104 < 0.5 and stays; 2 is alone
+    np.testing.assert_array_equal(nms(boxes, scores, 0.5), [1, 3, 2])
+    np.testing.assert_array_equal(nms(boxes, scores, 0.3), [1, 2])
+    assert nms(np.zeros((0, 4)), np.zeros(0)).shape == (0,)
+
+
+def test_boxes_touching_a_tile_inner_edge_are_cut_people():
+    boxes = np.array([[10, 10, 50, 80], [0, 5, 30, 40], [60, 20, 99, 90], [40, 40, 60, 60]], np.float32)
+    # the top-left tile of a 200 x 200 image: its right (x = 100) and bottom (y = 100) edges are inside the image
+    assert _cut_by_tile(boxes, (0, 0, 100, 100), 200, 200, 2.0).tolist() == [False, False, True, False]
+    # the bottom-right tile (100..200): left and top edges inside
+    shifted = boxes + 100
+    assert _cut_by_tile(shifted, (100, 100, 200, 200), 200, 200, 2.0).tolist() == [False, True, False, False]
+
+
+def test_a_pass_on_a_region_maps_its_boxes_back_to_the_image():
+    torch.manual_seed(0)
+    detector = PersonDetector(build_model("movenet_multipose", heads="all"))
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 255, (192, 256, 3), dtype=np.uint8)
+    canvas = np.zeros((400, 520, 3), np.uint8)
+    canvas[50:242, 100:356] = photo
+    boxes, scores, people = detector.run_pass(photo)
+    in_boxes, in_scores, in_people = detector.run_pass(canvas, (100, 50, 356, 242))
+    np.testing.assert_allclose(in_boxes, boxes + [100, 50, 100, 50], atol=1e-4)
+    np.testing.assert_allclose(in_scores, scores, atol=1e-6)
+    np.testing.assert_allclose(in_people[..., :2], people[..., :2] + [100, 50], atol=1e-4)
+    assert (in_boxes[:, [0, 2]] >= 100).all() and (in_boxes[:, [1, 3]] >= 50).all()
+    assert (in_boxes[:, 2] <= 356).all() and (in_boxes[:, 3] <= 242).all()
+
+
+def test_merge_thresholds_suppresses_and_caps():
+    detector = PersonDetector(build_model("movenet_multipose", heads="all"), score_threshold=0.2, max_people=2)
+    boxes = np.array([[0, 0, 10, 20], [1, 0, 11, 20], [50, 50, 60, 70], [80, 0, 90, 20], [5, 5, 5, 9]], np.float32)
+    scores = np.array([0.9, 0.95, 0.1, 0.5, 0.99], np.float32)
+    xywh, kept = detector.merge(boxes, scores)
+    np.testing.assert_array_equal(xywh, [[1, 0, 10, 20], [80, 0, 10, 20]])  # the empty box 4 never counts
+    np.testing.assert_array_equal(kept, np.float32([0.95, 0.5]))
+    xywh, kept = detector.merge(boxes, scores, min_score=0.05)
+    assert len(kept) == 2
+    detector.max_people = 6
+    assert detector.merge(boxes, scores, min_score=0.05)[1].tolist() == pytest.approx([0.95, 0.5, 0.1])
 
 
 @pytest.mark.skipif(not (MODELS / "movenet-multipose.onnx").is_file() or not COCO_VAL.is_dir(),
@@ -42,7 +120,7 @@ def test_detected_boxes_equal_the_released_graph_within_a_pixel():
     from posekit.models.movenet_import import movenet_checkpoint
 
     model, _ = load_model(movenet_checkpoint(MODELS / "movenet-multipose.onnx"))
-    detector = PersonDetector(model, score_threshold=0.0)
+    detector = PersonDetector(model, score_threshold=0.0, long_side=256)
     session = ort.InferenceSession(str(MODELS / "movenet-multipose.onnx"), providers=["CPUExecutionProvider"])
     for path in sorted(COCO_VAL.glob("*.jpg"))[:4]:
         image = read_image(path)
@@ -76,3 +154,18 @@ def test_predictor_without_boxes_detects_people_and_finds_nobody_in_an_empty_pho
     np.testing.assert_array_equal(predictor.predict(image), keypoints)
     with pytest.raises(ValueError, match="no detector loaded"):
         Predictor.load(zoo / "lspet_compact_pretrained.pt").predict(image)
+
+
+def test_predict_names_the_detector_flag_that_is_wrong(tmp_path, capsys):
+    from posekit.cli import main
+    import cv2
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "wall.jpg"), np.full((60, 80, 3), 90, np.uint8))
+    pose = ROOT / "zoo" / "lspet_compact_pretrained.pt"
+    for flags, message in ((["--detector-size", "300"], "--detector-size must be a positive multiple of 32, got 300"),
+                           (["--detector-tiles", "1"], "--detector-tiles must be 0 (no tiled pass) or >= 2, got 1"),
+                           (["--detector-tiles", "2", "--max-people", "40"], "--max-people must be 1..30")):
+        assert main(["predict", str(folder), "--checkpoint", str(pose), "--out", str(tmp_path / "p.json"), *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
