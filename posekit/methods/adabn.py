@@ -186,6 +186,13 @@ def aligned_convs(model: torch.nn.Module, keep: Callable[[str], bool] = lambda n
             and not isinstance(m, HeatmapHead) and m.bias is not None and keep(name)}
 
 
+def _counted(batches: Iterable[torch.Tensor], sizes: list[int]):
+    """``batches`` unchanged, appending each one's size to ``sizes`` on the way."""
+    for batch in batches:
+        sizes.append(int(batch.shape[0]))
+        yield batch
+
+
 def adapt_folded_checkpoint(source, target: str, source_images: str, out, *, limit: int = 512,
                             batch_size: int = 32, workers: int = 0, layers: str = "all", seed: int = 0) -> dict:
     """AdaBN for a source checkpoint whose BatchNorm is folded (MoveNet): :func:`align_conv_statistics` with the
@@ -201,8 +208,9 @@ def adapt_folded_checkpoint(source, target: str, source_images: str, out, *, lim
     convs = aligned_convs(model, (lambda name: True) if layers == "all" else (lambda name: name.startswith("trunk.")))
     if not convs:
         raise ValueError(f"source {source}: no convolution with a bias to align")
-    source_batches = list(target_crops(config, source_images, batch_size=batch_size, workers=workers))
-    moments = source_conv_moments(model, convs, source_batches)
+    source_seen: list[int] = []  # the source crops stream through, one batch in memory at a time
+    moments = source_conv_moments(model, convs, _counted(target_crops(config, source_images, batch_size=batch_size,
+                                                                      workers=workers), source_seen))
     crops = torch.cat(list(target_crops(config, target, batch_size=batch_size, workers=workers, limit=limit,
                                         seed=seed)))
     align_conv_statistics(model, moments, crops, convs)
@@ -211,5 +219,4 @@ def adapt_folded_checkpoint(source, target: str, source_images: str, out, *, lim
     config = dict(config) | {"adaptation": {"method": "adabn_folded", "source": str(source), "target": target,
                                             "images": seen, "source_images": source_images, "layers": layers}}
     save_checkpoint(out, {"model": state, "config": config})
-    return {"checkpoint": str(out), "images": seen, "source_images": sum(int(b.shape[0]) for b in source_batches),
-            "convs": len(convs)}
+    return {"checkpoint": str(out), "images": seen, "source_images": sum(source_seen), "convs": len(convs)}

@@ -62,24 +62,12 @@ def test_unreadable_image_costs_one_sample_not_the_epoch(tmp_path):
     assert item["ok"] == 0 and item["weights"].sum() == 0
 
 
-def plain_color_jitter(image, rng, amount):
-    """Colour jitter as the plain expression of its definition (brightness, contrast to the image mean,
-    saturation to the pixel's grey)."""
-    img = image.astype(np.float32)
-    brightness, contrast, saturation = rng.uniform(1 - amount, 1 + amount, size=3)
-    img *= brightness
-    mean = img.mean()
-    img = (img - mean) * contrast + mean
-    gray = img.mean(axis=2, keepdims=True)
-    return np.clip((img - gray) * saturation + gray, 0, 255).astype(np.uint8)
-
-
 @pytest.mark.parametrize("aid_prob", [0.0, 1.0])
 def test_item_image_is_the_plain_jitter_then_information_dropping_then_normalisation(tmp_path, aid_prob):
     """The item's pixels follow the plain formulas, with every random draw in its old order: crop, colour
     jitter, the AID coin, AID's own draws."""
     from posekit.data.augment import information_dropping
-    from posekit.data.transforms import IMAGE_MEAN, IMAGE_STD
+    from posekit.data.transforms import IMAGE_MEAN, IMAGE_STD, color_jitter
     path = tmp_path / "person.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)).save(path)
     sample = make_sample(tmp_path, write=False)
@@ -90,7 +78,7 @@ def test_item_image_is_the_plain_jitter_then_information_dropping_then_normalisa
         item = data[0]
         rng = np.random.default_rng([data.seed, epoch, 0])
         matrix, _ = data.crop(sample, rng)
-        crop = plain_color_jitter(data.warped_crop(0, matrix), rng, 0.3)
+        crop = color_jitter(data.warped_crop(0, matrix), rng, 0.3)  # the plain formula: test_transforms.py
         if aid_prob and rng.random() < aid_prob:
             keypoints = item["keypoints"].numpy()
             inside = ((keypoints[:, :2] >= 0) & (keypoints[:, :2] <= 63)).all(axis=1) & (keypoints[:, 2] > 0)

@@ -9,11 +9,8 @@ import torch
 
 from posekit.data.formats import load_samples
 from posekit.data.io import read_image
-from posekit.data.synth import generate_dataset
 from posekit.checkpoint import load_checkpoint
 from posekit.engine.evaluate import evaluate_samples
-from posekit.engine.trainer import TrainConfig
-from posekit.methods import build_trainer
 from posekit.inference.predictor import Predictor
 from posekit.methods import scai
 from posekit.methods.scai import (SCAICorrector, SCAINets, TestTimeTrainer, gather_chains, load_scai,
@@ -163,17 +160,12 @@ def test_training_losses_are_finite_and_train_every_net():
 
 # -- end to end ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, scai_pose):
     root = tmp_path_factory.mktemp("scai")
-    ann = generate_dataset(root / "data", 24, style="flat", skeleton="lsp", seed=1, size=(96, 96))
-    cfg = TrainConfig(train=f"coco:{ann}", val=None, out=str(root / "pose"), model="simplebaseline_r18",
-                      model_kwargs={"width": 0.25, "deconv_channels": 32}, input_size=(64, 64), epochs=1,
-                      batch_size=8, lr=1e-3, warmup_iters=2, workers=0, seed=3, progress=False, max_iters_per_epoch=2)
-    build_trainer(cfg).fit()
-    pose = root / "pose" / "model.pt"
-    ckpt = train_scai(pose, f"coco:{ann}", root / "scai", epochs=1, batch_size=8, max_iters=2, width=8,
+    pose = scai_pose["pose"]
+    ckpt = train_scai(pose, scai_pose["spec"], root / "scai", epochs=1, batch_size=8, max_iters=2, width=8,
                       tta_steps=2, tta_lr=1e-3)
-    return {"root": root, "ann": ann, "spec": f"coco:{ann}", "pose": pose, "scai": ckpt}
+    return {**scai_pose, "root": root, "scai": ckpt}
 
 
 def predictions(predictor, samples):

@@ -9,10 +9,8 @@ import pytest
 import torch
 
 from posekit.data.formats import load_samples
-from posekit.data.synth import generate_dataset
-from posekit.engine.trainer import TrainConfig
 from posekit.inference.predictor import Predictor
-from posekit.methods import build_trainer, scai
+from posekit.methods import scai
 from posekit.methods.scai import CoordSCAINets, SCAICorrector, load_scai, train_scai
 from posekit.methods.scai.coord_nets import correction_inputs, prediction_inputs, referee_inputs
 from posekit.skeletons import SKELETONS
@@ -108,17 +106,12 @@ def test_designs_by_name_and_old_checkpoints_are_heatmap_nets():
 
 # -- on a tiny pose model ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, scai_pose):
     root = tmp_path_factory.mktemp("scai_coords")
-    ann = generate_dataset(root / "data", 16, style="flat", skeleton="lsp", seed=1, size=(96, 96))
-    cfg = TrainConfig(train=f"coco:{ann}", val=None, out=str(root / "pose"), model="simplebaseline_r18",
-                      model_kwargs={"width": 0.25, "deconv_channels": 32}, input_size=(64, 64), epochs=1,
-                      batch_size=8, lr=1e-3, warmup_iters=2, workers=0, seed=3, progress=False, max_iters_per_epoch=2)
-    build_trainer(cfg).fit()
-    pose = root / "pose" / "model.pt"
-    ckpt = train_scai(pose, f"coco:{ann}", root / "scai", epochs=1, batch_size=8, max_iters=2, design="coords",
+    pose = scai_pose["pose"]
+    ckpt = train_scai(pose, scai_pose["spec"], root / "scai", epochs=1, batch_size=8, max_iters=2, design="coords",
                       width=8, tta_steps=1, tta_lr=1e-3)
-    return {"root": root, "ann": ann, "spec": f"coco:{ann}", "pose": pose, "scai": ckpt}
+    return {**scai_pose, "root": root, "scai": ckpt}
 
 
 def predictions(predictor, samples):

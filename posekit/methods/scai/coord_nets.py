@@ -23,12 +23,11 @@ their heatmaps only the distal joint's is read, for its runner-up peak.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posekit.methods.scai.nets import DISTAL, PROXIMAL, referee_error
+from posekit.methods.scai.nets import DISTAL, PROXIMAL, ChainNets, referee_error
 
 __all__ = ["M1", "M2", "ChainMLP", "CoordSCAINets", "prediction_inputs", "referee_inputs", "correction_inputs",
            "to_unit", "second_peak", "NUM_PREDICTION_INPUTS", "NUM_REFEREE_INPUTS", "NUM_CORRECTION_INPUTS"]
@@ -112,7 +111,7 @@ class ChainMLP(nn.Module):
         return self.head(self.body(torch.cat([x, onehot], dim=1)))
 
 
-class CoordSCAINets(nn.Module):
+class CoordSCAINets(ChainNets):
     """Φ, Γ and C on chain coordinates (see the module doc), shared by the chains of one pose model's frame.
 
     ``heatmap_size`` (w, h) and ``sigma`` are the pose codec's (coordinates are in its heatmap pixels; sigma is
@@ -121,14 +120,10 @@ class CoordSCAINets(nn.Module):
     """
 
     design = "coords"
+    default_width = 64
 
     def __init__(self, heatmap_size, sigma: float, chains, width: int = 64, max_offset: float | None = None):
-        super().__init__()
-        self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
-        self.sigma = float(sigma)
-        self.chains = np.asarray(chains, dtype=np.int64).tolist()
-        self.width = int(width)
-        self.max_offset = float(max_offset if max_offset is not None else max(self.heatmap_size) / 4)
+        super().__init__(heatmap_size, sigma, chains, width, max_offset)
         n = len(self.chains)
         self.prediction = ChainMLP(NUM_PREDICTION_INPUTS, n, width)
         self.referee = ChainMLP(NUM_REFEREE_INPUTS, n, width)
@@ -139,12 +134,7 @@ class CoordSCAINets(nn.Module):
         return float(max(self.heatmap_size))
 
     def config(self) -> dict:
-        return {"design": self.design, "heatmap_size": list(self.heatmap_size), "sigma": self.sigma,
-                "chains": self.chains, "width": self.width, "max_offset": self.max_offset}
-
-    @classmethod
-    def from_config(cls, cfg: dict) -> "CoordSCAINets":
-        return cls(cfg["heatmap_size"], cfg["sigma"], cfg["chains"], cfg.get("width", 64), cfg.get("max_offset"))
+        return {"design": self.design, **super().config()}  # heatmap nets' configs predate the key
 
     # -- pieces -----------------------------------------------------------------------------------
     def predict_distal(self, rows: dict) -> torch.Tensor:

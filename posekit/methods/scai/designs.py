@@ -16,7 +16,7 @@ __all__ = ["DESIGNS", "DEFAULT_WIDTH", "build_nets", "nets_from_config", "design
 
 DESIGNS = {"heatmap": SCAINets, "coords": CoordSCAINets}
 #: default ``width`` per design: feature channels (heatmap), hidden units (coords)
-DEFAULT_WIDTH = {"heatmap": 16, "coords": 64}
+DEFAULT_WIDTH = {name: cls.default_width for name, cls in DESIGNS.items()}
 
 
 def _check(design: str) -> str:

@@ -11,7 +11,8 @@ from torch import nn
 from posekit.codecs import dsnt, flat_softmax
 
 __all__ = ["PROXIMAL", "MIDDLE", "DISTAL", "chains_of", "distal_joints", "gather_chains", "render_gaussian",
-           "soft_argmax", "hard_argmax", "referee_error", "ChainEncoder", "ChainMapNet", "CorrectionNet", "SCAINets"]
+           "soft_argmax", "hard_argmax", "referee_error", "ChainEncoder", "ChainMapNet", "CorrectionNet", "ChainNets",
+           "SCAINets"]
 
 PROXIMAL, MIDDLE, DISTAL = 0, (1, 2), 3
 
@@ -166,32 +167,47 @@ class CorrectionNet(nn.Module):
         return self.max_offset * torch.tanh(self.head(self.mlp(torch.cat([pooled, scalars], dim=1))))
 
 
-class SCAINets(nn.Module):
-    """The three SCAI networks of one pose model's heatmap frame, shared by the six chains.
+class ChainNets(nn.Module):
+    """What every design of SCAI's nets is built for: a pose model's heatmap frame (``heatmap_size`` (w, h),
+    the codec's ``sigma``), its ``chains`` (C, 4), a ``width`` and ``max_offset``, C's largest correction in
+    heatmap px (default a quarter of the heatmap side). ``config()`` / ``from_config`` round-trip them."""
 
-    ``config``: ``heatmap_size`` (w, h), ``sigma`` (the codec's, for rendering the corrected joint), ``chains``
-    (C, 4), ``width``, ``max_offset`` (heatmap px).
-    """
+    #: ``width`` of a config that names none
+    default_width: int
 
-    def __init__(self, heatmap_size, sigma: float, chains, width: int = 16, max_offset: float | None = None):
+    def __init__(self, heatmap_size, sigma: float, chains, width: int, max_offset: float | None = None):
         super().__init__()
         self.heatmap_size = (int(heatmap_size[0]), int(heatmap_size[1]))
         self.sigma = float(sigma)
         self.chains = np.asarray(chains, dtype=np.int64).tolist()
         self.width = int(width)
         self.max_offset = float(max_offset if max_offset is not None else max(self.heatmap_size) / 4)
-        n = len(self.chains)
-        self.prediction = ChainMapNet(3, n, width)
-        self.referee = ChainMapNet(3, n, width)
-        self.correction = CorrectionNet(n, width, self.max_offset)
 
     def config(self) -> dict:
         return {"heatmap_size": list(self.heatmap_size), "sigma": self.sigma, "chains": self.chains,
                 "width": self.width, "max_offset": self.max_offset}
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "SCAINets":
-        return cls(cfg["heatmap_size"], cfg["sigma"], cfg["chains"], cfg.get("width", 16), cfg.get("max_offset"))
+    def from_config(cls, cfg: dict) -> "ChainNets":
+        return cls(cfg["heatmap_size"], cfg["sigma"], cfg["chains"], cfg.get("width", cls.default_width),
+                   cfg.get("max_offset"))
+
+
+class SCAINets(ChainNets):
+    """The three SCAI networks of one pose model's heatmap frame, shared by the six chains.
+
+    ``config``: ``heatmap_size`` (w, h), ``sigma`` (the codec's, for rendering the corrected joint), ``chains``
+    (C, 4), ``width``, ``max_offset`` (heatmap px).
+    """
+
+    default_width = 16
+
+    def __init__(self, heatmap_size, sigma: float, chains, width: int = 16, max_offset: float | None = None):
+        super().__init__(heatmap_size, sigma, chains, width, max_offset)
+        n = len(self.chains)
+        self.prediction = ChainMapNet(3, n, width)
+        self.referee = ChainMapNet(3, n, width)
+        self.correction = CorrectionNet(n, width, self.max_offset)
 
     # -- pieces -----------------------------------------------------------------------------------
     def referee_coords(self, middle_maps: torch.Tensor, distal_xy: torch.Tensor, chain: torch.Tensor,
