@@ -72,6 +72,30 @@ def latency_ms(times_s, digits: int = 3, mean: bool = False) -> dict:
     return out
 
 
+def onnx_latency(session_or_path, feed: dict, threads: int, repeats: int) -> float:
+    """Median ms of ``session.run(None, feed)`` (a session, or an ONNX file opened with ``threads`` intra-op
+    threads)."""
+    import onnxruntime as ort
+    session = session_or_path
+    if not hasattr(session, "run"):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        session = ort.InferenceSession(str(session_or_path), options, providers=["CPUExecutionProvider"])
+    return median_ms(lambda: session.run(None, feed), repeats)
+
+
+def export_latency(checkpoint, threads: int, repeats: int) -> float:
+    """Median ms of one crop (batch 1) through posekit's ONNX export of ``checkpoint`` (the network alone)."""
+    import tempfile
+    from posekit.config import PoseConfig
+    from posekit.checkpoint import load_checkpoint
+    from posekit.inference.export import export_onnx
+    w, h = PoseConfig.from_dict(load_checkpoint(checkpoint)["config"]).input_size
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(checkpoint, Path(tmp) / "model.onnx")
+        return onnx_latency(path, {"image": np.zeros((1, 3, h, w), np.float32)}, threads, repeats)
+
+
 class Progress:
     """One line to stderr every ``every`` items: count, seconds so far, time left."""
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, Progress, command, environment, median_ms, resolve_spec, table, write_results
+from common import (ROOT, Progress, command, environment, export_latency, onnx_latency, resolve_spec, table,
+                    write_results)
 from posekit.data.formats import load_samples
 from posekit.data.io import read_image
 from posekit.data.transforms import affine_points, box_to_center_scale, crop_matrix, invert_affine, warp_image
@@ -76,26 +77,6 @@ class GraphPredictor:
 def posekit_predictor(checkpoint: Path, flip_test: bool):
     from posekit.inference.predictor import Predictor
     return Predictor.load(str(checkpoint), flip_test=flip_test)
-
-
-def onnx_latency(session_or_path, feed: dict, threads: int, repeats: int) -> float:
-    import onnxruntime as ort
-    session = session_or_path
-    if not hasattr(session, "run"):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(session_or_path), options, providers=["CPUExecutionProvider"])
-    return median_ms(lambda: session.run(None, feed), repeats)
-
-
-def export_latency(checkpoint: Path, threads: int, repeats: int) -> float:
-    from posekit.config import PoseConfig
-    from posekit.checkpoint import load_checkpoint
-    from posekit.inference.export import export_onnx
-    w, h = PoseConfig.from_dict(load_checkpoint(checkpoint)["config"]).input_size
-    with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(checkpoint, Path(tmp) / "model.onnx")
-        return onnx_latency(path, {"image": np.zeros((1, 3, h, w), np.float32)}, threads, repeats)
 
 
 def scores(metrics: dict) -> dict:

@@ -11,7 +11,8 @@ __all__ = ["UnlabeledStream"]
 
 
 class UnlabeledStream:
-    """Endless batches of augmented crops of ``spec``'s people with every label withheld: each sample's keypoints
+    """Endless batches of augmented crops of ``spec``'s people (a union ``A+B`` of data specs allowed, any
+    skeletons) with every label withheld: each sample's keypoints
     are replaced by ``num_keypoints`` zeros (v = 0) before the dataset sees it, so targets and weights are all
     zero. The person box stays (a detector's box, for ``lsp``/``coco`` data the annotated one; ``folder:`` data
     uses the whole image).
@@ -25,11 +26,11 @@ class UnlabeledStream:
     def __init__(self, spec: str, *, codec, input_size, num_keypoints: int, flip_index, batch_size: int,
                  seed: int, ratio: float = 1.0, augment: dict | None = None, skip_invalid: bool = False):
         from posekit.data.dataset import TopDownDataset
-        from posekit.data.formats import load_samples
+        from posekit.data.formats import load_samples, split_union
 
         if ratio <= 0:
             raise ValueError(f"unlabeled_ratio must be > 0, got {ratio}")
-        samples = load_samples(spec, skip_invalid=skip_invalid)
+        samples = [s for part in split_union(spec) for s in load_samples(part, skip_invalid=skip_invalid)]
         if not samples:
             raise ValueError(f"no unlabeled images in {spec}")
         for s in samples:  # withhold labels (and match the student's joint count: folder data has 17)

@@ -100,6 +100,12 @@ def test_the_unlabeled_stream_never_sees_labels(tmp_path, tiny_data, teacher_ckp
     batch = next(folder.method.unlabeled_batches)
     assert batch["image"].shape[0] == 4 and not batch["weights"].any()
     assert batch["heatmaps"].shape[1] == 14
+    # a union of specs: both data sets' people, labels withheld
+    union = build_trainer(config(tmp_path / "u", tiny_data, method="fpd", method_kwargs={
+        "teacher": str(teacher_ckpt), "unlabeled": f"coco:{tiny_data}+folder:{tiny_data.parent / 'images'}"}))
+    people = len(stream.dataset.samples) + len(folder.method.unlabeled_batches.dataset.samples)
+    assert len(union.method.unlabeled_batches.dataset.samples) == people
+    assert not any(s.keypoints.any() for s in union.method.unlabeled_batches.dataset.samples)
 
 
 def test_unlabeled_stream_replays_from_its_position(tmp_path, tiny_data, teacher_ckpt):

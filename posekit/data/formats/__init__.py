@@ -48,6 +48,24 @@ def parse_spec(spec: str) -> tuple[str, str, str | None]:
     return fmt, path, split
 
 
+def split_union(spec: str) -> list[str]:
+    """``'lsp:A@train+coco:B.json'`` -> ``['lsp:A@train', 'coco:B.json']``: the specs of a union of data sets.
+
+    A '+' starts a new spec only where ``FORMAT:`` of a known format follows it, so a '+' inside a path is
+    safe; each part is checked by :func:`parse_spec`.
+    """
+    parts: list[str] = []
+    for piece in spec.split("+") if isinstance(spec, str) else [spec]:
+        fmt, colon, _ = piece.partition(":")
+        if parts and not (colon and fmt.strip().lower() in FORMATS):
+            parts[-1] += "+" + piece  # a '+' inside the previous spec's path
+        else:
+            parts.append(piece)
+    for part in parts:
+        parse_spec(part)
+    return parts
+
+
 def data_format(spec: str) -> DataFormat:
     """The registered format of a data spec (or of a bare format name such as ``'coco'``)."""
     return FORMATS.get(parse_spec(spec)[0] if ":" in spec else spec)
@@ -75,5 +93,5 @@ def load_samples(spec: str, *, skip_invalid: bool = False, report: list | None =
 
 
 __all__ = ["FORMATS", "DataFormat", "register_format", "CocoFormat", "LSPFormat", "MPIIFormat", "FolderFormat",
-           "LSPET_VAL_EVERY", "data_format", "oks_ground_truth", "load_samples", "parse_spec", "read_coco",
+           "LSPET_VAL_EVERY", "data_format", "oks_ground_truth", "load_samples", "parse_spec", "split_union", "read_coco",
            "read_coco_detections", "read_image_folder", "read_lsp", "read_mpii"]

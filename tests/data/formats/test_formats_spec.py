@@ -1,6 +1,6 @@
 import pytest
 
-from posekit.data.formats import FORMATS, load_samples, parse_spec
+from posekit.data.formats import FORMATS, load_samples, parse_spec, split_union
 from posekit.data.sample import DataError
 
 
@@ -51,3 +51,18 @@ def test_missing_files_are_data_errors(tmp_path):
                  f"folder:{tmp_path}/none"):
         with pytest.raises(DataError, match="none"):
             load_samples(spec)
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("lsp:data/lspet@train", ["lsp:data/lspet@train"]),
+    ("lsp:data/lspet@train+coco:ann.json", ["lsp:data/lspet@train", "coco:ann.json"]),
+    ("folder:a+b+coco:c+d.json@val", ["folder:a+b", "coco:c+d.json@val"]),  # '+' inside paths stays
+    ("coco:x.json+FOLDER:imgs", ["coco:x.json", "FOLDER:imgs"]),
+])
+def test_split_union(spec, expected):
+    assert split_union(spec) == expected
+
+
+def test_split_union_rejects_a_bad_part():
+    with pytest.raises(ValueError, match="empty path"):
+        split_union("coco:x.json+folder:")
