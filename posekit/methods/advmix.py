@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from posekit.data.augment import ADVMIX_OPS, grid_mask, photometric_policy
 from posekit.data.transforms import IMAGE_MEAN, IMAGE_STD
-from posekit.methods.base import ALPHA, TEACHER, StepProgress, TrainContext, register_method
+from posekit.methods.base import ALPHA, TEACHER, MethodOption, StepProgress, TrainContext, register_method
 from posekit.methods.supervised import Supervised
 from posekit.training.guard import BufferSnapshot, all_finite
 from posekit.training.teacher import distillation_loss, load_teacher
@@ -135,18 +135,26 @@ def augment_copy(image: np.ndarray, rng: np.random.Generator, *, num_ops: int = 
 @register_method
 class AdvMix(Supervised):
     name = "advmix"
-    options = (TEACHER, ALPHA)  # uses_head_loss: the configured head's loss on the labels (heatmap MSE by default)
+    options = (TEACHER, ALPHA,
+               MethodOption("generator-lr", float, "Adam learning rate of the mixing generator (1e-3)"),
+               MethodOption("generator-every", int, "one generator step every N pose steps (1: every step)"),
+               MethodOption("clean-floor", float, "least weight of the clean image at every pixel (0: none)"))
+    # uses_head_loss: the configured head's loss on the labels (heatmap MSE by default)
 
     def __init__(self, *, teacher: str | None = None, alpha: float = 0.1, num_augmented: int = 2,
                  generator_lr: float = 1e-3, generator_betas=(0.5, 0.999), generator_width: int = 16,
                  generator_depth: int = 2, generator_stride: int = 2, generator_every: int = 1, policy_ops: int = 2,
-                 policy_magnitude: float | None = None, gridmask_prob: float = 0.5, seed: int | None = None):
+                 policy_magnitude: float | None = None, gridmask_prob: float = 0.5, clean_floor: float = 0.0,
+                 seed: int | None = None):
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         if num_augmented < 1 or generator_every < 1:
             raise ValueError(f"num_augmented and generator_every must be >= 1, got {num_augmented}, {generator_every}")
         if not 0.0 <= gridmask_prob <= 1.0:
             raise ValueError(f"gridmask_prob must be in [0, 1], got {gridmask_prob}")
+        if not 0.0 <= clean_floor < 1.0:
+            raise ValueError(f"clean_floor must be in [0, 1), got {clean_floor}")
+        self.clean_floor = clean_floor
         self.teacher_path, self.alpha = teacher, alpha
         self.num_augmented = num_augmented
         self.generator_every = generator_every
@@ -195,10 +203,17 @@ class AdvMix(Supervised):
         return torch.cat([clean.unsqueeze(1), self.augmented_copies(clean, batch["index"])], dim=1)
 
     def mixing_weights(self, stack: torch.Tensor) -> torch.Tensor:
-        """(N, K+1, 3, H, W) -> per-pixel softmax weights (N, K+1, H, W), summing to 1 over dim 1."""
+        """(N, K+1, 3, H, W) -> per-pixel softmax weights (N, K+1, H, W), summing to 1 over dim 1.
+
+        With ``clean_floor`` f the clean image keeps at least f everywhere: w = f e_0 + (1 - f) softmax(G),
+        still convex, so the generator can only hide part of the clean pixels (a knob against the clean cost)."""
         n, k1, c, h, w = stack.shape
         x = stack.reshape(n, k1 * c, h, w).contiguous(memory_format=torch.channels_last)
-        return torch.softmax(self.generator(x), dim=1)
+        weights = torch.softmax(self.generator(x), dim=1)
+        if self.clean_floor > 0:
+            weights = (1 - self.clean_floor) * weights
+            weights[:, 0] += self.clean_floor
+        return weights
 
     @torch.no_grad()
     def teacher_heatmaps(self, images: torch.Tensor) -> torch.Tensor | None:

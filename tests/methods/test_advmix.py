@@ -54,6 +54,20 @@ def test_initial_mix_is_uniform():
     assert torch.allclose(weights, torch.full_like(weights, 1 / 3))
 
 
+def test_clean_floor_keeps_that_much_of_the_clean_image():
+    method = AdvMix(clean_floor=0.4).bind_model(tiny_model())
+    weights = method.mixing_weights(method.stack(fake_batch()))  # zero-init generator: softmax 1/3 each
+    assert torch.allclose(weights[:, 0], torch.full_like(weights[:, 0], 0.4 + 0.6 / 3))
+    assert torch.allclose(weights[:, 1:], torch.full_like(weights[:, 1:], 0.6 / 3))
+    with torch.no_grad():  # a generator that wants the clean image gone entirely
+        method.generator.head.bias.copy_(torch.tensor([-60.0, 60.0, 60.0]))
+    weights = method.mixing_weights(method.stack(fake_batch()))
+    assert torch.allclose(weights[:, 0], torch.full_like(weights[:, 0], 0.4), atol=1e-6)
+    assert torch.allclose(weights.sum(dim=1), torch.ones_like(weights[:, 0]), atol=1e-6)
+    with pytest.raises(ValueError, match="clean_floor"):
+        AdvMix(clean_floor=1.0)
+
+
 def test_all_weight_on_the_clean_image_gives_the_clean_image():
     stack = torch.randn(2, 3, 3, 8, 8)
     one_hot = torch.zeros(2, 3, 8, 8)
