@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from common import (ROOT, add_study_args, command, environment, export_latency, fill_rows, finish_study,
-                    load_average, onnx_latency, open_study, resolve_spec, table, train_once)
+                    load_average, onnx_latency, open_study, ReplayPredictor, resolve_spec, table, train_once)
 
 UNLABELED = ("lsp:../shared/datasets/lspet@train"
              "+coco:../shared/datasets/coco-mini/annotations/person_keypoints_train2017.json")
@@ -139,6 +139,7 @@ def scores(predictor, samples) -> dict:
     """PCK@0.2 torso (14 and 12 joints), PCK@0.05 box, AUC of a predictor on ``samples``."""
     from posekit.engine.evaluate import evaluate_samples
     from posekit.zoo import LSP_SHARED_WITH_BLAZEPOSE
+    predictor = ReplayPredictor(predictor)
     every = evaluate_samples(predictor, samples)
     shared = evaluate_samples(predictor, samples, joints=LSP_SHARED_WITH_BLAZEPOSE)
     return {"pck@0.2_torso": every["pck@0.2_torso"], "pck@0.2_torso_12": shared["pck@0.2_torso"],
