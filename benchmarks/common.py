@@ -261,6 +261,30 @@ def train_once(cfg, run_dir: Path) -> dict:
     return run_once(run_dir, fit)
 
 
+def repo_path(path) -> str:
+    """A path relative to the repository root made absolute (the script runs from anywhere)."""
+    return str(path if Path(path).is_absolute() else (ROOT / path).resolve())
+
+
+def checkpoint_flops(checkpoint) -> float:
+    """FLOPs of one crop through a checkpoint's network at its own input size."""
+    from posekit.checkpoint import build_from_checkpoint, load_checkpoint
+    from posekit.models.flops import count_flops
+    model, cfg = build_from_checkpoint(load_checkpoint(checkpoint))
+    return float(count_flops(model, tuple(cfg["input_size"])))
+
+
+def lsp_scores(predictor, samples) -> dict:
+    """PCK@0.2 torso and PCK@0.05 box on the 14 LSP joints and on the 12 BlazePose shares, AUC (12)."""
+    from posekit.engine.evaluate import evaluate_samples
+    from posekit.zoo import LSP_SHARED_WITH_BLAZEPOSE
+    every = evaluate_samples(predictor, samples)
+    shared = evaluate_samples(predictor, samples, joints=LSP_SHARED_WITH_BLAZEPOSE)
+    return {"pck@0.2_torso": every["pck@0.2_torso"], "pck@0.2_torso_12": shared["pck@0.2_torso"],
+            "pck@0.05_box": every["pck@0.05_box"], "pck@0.05_box_12": shared["pck@0.05_box"],
+            "auc_torso_12": shared["auc_torso"], "n_people": every["n_evaluated"]}
+
+
 def reused_checkpoint(path) -> dict:
     """The record of a given, already trained checkpoint (in place of a :func:`train_once` record)."""
     return {"checkpoint": str(path), "train_seconds": None, "final_epoch": {}, "config": None, "reused": True}

@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
     z.add_argument("--name", help="zoo name (file NAME.pt, card NAME.md)")
     z.add_argument("--val", help="data spec the card's metrics are measured on")
     z.add_argument("--role", default="compact", help="compact | teacher | student-baseline | ...")
-    z.add_argument("--method", default="supervised", help="supervised | fpd | okdhp | advmix | sfda | ...")
+    z.add_argument("--method", default="supervised", help="supervised | fpd | okdhp | netaug | advmix | sfda | ...")
     z.add_argument("--dataset", default="lspet", help="training data, for the index")
     z.add_argument("--command-line", default="", help="the command that trained it (for the card)")
     z.add_argument("--budget", default="", help="training budget in words (epochs, images, minutes)")

@@ -9,7 +9,7 @@ the trainer and are not registered here.
 """
 from __future__ import annotations
 
-from posekit.methods import advmix, fpd, okdhp, sfda, supervised  # noqa: F401  (each registers its method)
+from posekit.methods import advmix, fpd, netaug, okdhp, sfda, supervised  # noqa: F401  (each registers its method)
 from posekit.methods.base import METHODS, Method, MethodOption, StepProgress, TrainContext
 
 __all__ = ["METHODS", "Method", "MethodOption", "StepProgress", "TrainContext", "MethodOptionError",

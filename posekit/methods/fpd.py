@@ -63,12 +63,19 @@ class FPD(Supervised):
     def teacher_heatmaps(self, images: torch.Tensor) -> torch.Tensor:
         return self.teacher(images)
 
+    def labelled_losses(self, stages: list[torch.Tensor], batch: dict, teacher: torch.Tensor) -> dict:
+        """L_fpd of a student's ``stages`` on a labelled ``batch`` whose teacher heatmaps are ``teacher``:
+        {'loss': α · L_pd + (1 - α) · L_mse, 'loss_gt', 'loss_pd' (detached)}. NetAug applies it to the
+        student and to its augmented versions."""
+        loss_gt = self.supervised_loss(stages, batch)
+        loss_pd = distillation_loss(stages, teacher)
+        return {"loss": self.alpha * loss_pd + (1 - self.alpha) * loss_gt, "loss_gt": loss_gt.detach(),
+                "loss_pd": loss_pd.detach()}
+
     def training_step(self, batch: dict, progress: StepProgress = StepProgress()) -> dict:
         stages = self.train_model.forward_all(batch["image"])
-        loss_gt = self.supervised_loss(stages, batch)
-        loss_pd = distillation_loss(stages, self.teacher_heatmaps(batch["image"]))
-        loss = self.alpha * loss_pd + (1 - self.alpha) * loss_gt
-        logs = {"loss_gt": loss_gt.detach(), "loss_pd": loss_pd.detach()}
+        logs = self.labelled_losses(stages, batch, self.teacher_heatmaps(batch["image"]))
+        loss = logs.pop("loss")
         if self.unlabeled_batches is not None:
             images = next(self.unlabeled_batches)["image"].to(batch["image"].device)
             images = images.contiguous(memory_format=torch.channels_last)

@@ -31,7 +31,7 @@ def test_flags_reach_the_method_that_declares_them(tmp_path):
                                       "0.3", "--method-kwargs", '{"regressor": "head"}'])
     assert train_config_from_args(args).method_kwargs == {"regressor": "head", "alpha": 0.3}
     args = build_parser().parse_args(["train", "--data", "coco:x.json", "--teacher", "t.pt"])  # supervised
-    with pytest.raises(ValueError, match="--teacher is an option of advmix, fpd, not of supervised"):
+    with pytest.raises(ValueError, match="--teacher is an option of advmix, fpd, netaug, not of supervised"):
         train_config_from_args(args)
 
 
