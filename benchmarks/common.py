@@ -278,6 +278,7 @@ def lsp_scores(predictor, samples) -> dict:
     """PCK@0.2 torso and PCK@0.05 box on the 14 LSP joints and on the 12 BlazePose shares, AUC (12)."""
     from posekit.engine.evaluate import evaluate_samples
     from posekit.zoo import LSP_SHARED_WITH_BLAZEPOSE
+    predictor = ReplayPredictor(predictor)  # one prediction pass, scored twice
     every = evaluate_samples(predictor, samples)
     shared = evaluate_samples(predictor, samples, joints=LSP_SHARED_WITH_BLAZEPOSE)
     return {"pck@0.2_torso": every["pck@0.2_torso"], "pck@0.2_torso_12": shared["pck@0.2_torso"],

@@ -33,8 +33,8 @@ import json
 import sys
 from pathlib import Path
 
-from common import (ROOT, add_study_args, command, environment, fill_rows, finish_study, load_average, open_study,
-                    pct, resolve_spec, selected_rows, table, train_once)
+from common import (add_study_args, command, environment, fill_rows, finish_study, load_average, open_study,
+                    pct, repo_path, resolve_spec, selected_rows, table, train_once)
 
 #: row -> (what, method, method kwargs beyond the teacher, augment)
 ROWS = {
@@ -48,10 +48,6 @@ ROWS = {
 }
 DEFAULT_ROWS = ("base", "supervised_ft", "aid_ft", "advmix_ft")
 METRIC = "pck@0.2_torso"
-
-
-def repo_path(path) -> str:
-    return str(path if Path(path).is_absolute() else (ROOT / path).resolve())
 
 
 def parse_args(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
