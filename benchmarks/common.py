@@ -33,6 +33,11 @@ def resolve_spec(spec: str) -> str:
     return f"{fmt}:{path}" + (f"@{split}" if split else "")
 
 
+def repo_path(path) -> str:
+    """A file path relative to the repository root made absolute (the script runs from anywhere)."""
+    return str(path if Path(path).is_absolute() else (ROOT / path).resolve())
+
+
 def decoder_options(spec: str | None) -> dict:
     """A row's decoder spec -> Predictor keyword arguments: ``"argmax"`` / ``"dark"`` -> ``{"decode": ...}``,
     ``"dark:K"`` -> DARK with a K-pixel blur (``blur_kernel``), None or ``""`` -> ``{}`` (the checkpoint's own)."""
@@ -40,6 +45,42 @@ def decoder_options(spec: str | None) -> dict:
         return {}
     decode, _, blur = spec.partition(":")
     return {"decode": decode, **({"blur_kernel": int(blur)} if blur else {})}
+
+
+class Replay:
+    """A predictor's predictions on ``samples``, made once and replayed by ``predict_samples`` (for scoring the
+    same predictions several ways); every other attribute is the predictor's."""
+
+    def __init__(self, predictor, samples):
+        self.predictor, self.samples, self.failures = predictor, list(samples), []
+        self.results = list(predictor.predict_samples(self.samples, on_error=lambda s, e: self.failures.append((s, e))))
+
+    def __getattr__(self, name):
+        return getattr(self.predictor, name)
+
+    def predict_samples(self, samples, on_error=None):
+        if list(samples) != self.samples:
+            raise ValueError("Replay holds the predictions of other samples")
+        for sample, err in self.failures:
+            if on_error is None:
+                raise err
+            on_error(sample, err)
+        yield from self.results
+
+
+def lsp_scores(predictor, samples) -> dict:
+    """PCK@0.2 torso, PCK@0.05 box and AUC of a predictor on LSP ``samples`` (one pass of predictions), over the
+    14 joints and over the 12 of ``posekit.zoo.LSP_SHARED_WITH_BLAZEPOSE`` (``..._12``). A model of another
+    skeleton (MoveNet's COCO-17) is scored on the joints it shares with LSP: its 14-joint values are None."""
+    from posekit.engine.evaluate import evaluate_samples
+    from posekit.zoo import LSP_SHARED_WITH_BLAZEPOSE
+    replay = Replay(predictor, samples)
+    every = evaluate_samples(replay, samples)
+    shared = evaluate_samples(replay, samples, joints=LSP_SHARED_WITH_BLAZEPOSE)
+    keys = ("pck@0.2_torso", "pck@0.05_box", "auc_torso")
+    own = "shared_joints" not in every
+    return {**{k: every[k] if own else None for k in keys}, **{f"{k}_12": shared[k] for k in keys},
+            "n_people": every["n_evaluated"]}
 
 
 # -- timing ------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from common import (ROOT, add_study_args, command, environment, export_latency, fill_rows, finish_study,
-                    load_average, onnx_latency, open_study, resolve_spec, table, train_once)
+                    load_average, lsp_scores, onnx_latency, open_study, repo_path, resolve_spec, table, train_once)
 
 UNLABELED = ("lsp:../shared/datasets/lspet@train"
              "+coco:../shared/datasets/coco-mini/annotations/person_keypoints_train2017.json")
@@ -98,11 +98,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def repo_path(path) -> str:
-    """A checkpoint path relative to the repository root made absolute (the script runs from anywhere)."""
-    return str(path if Path(path).is_absolute() else (ROOT / path).resolve())
-
-
 def resolve_union(spec: str) -> str:
     from posekit.data.formats import split_union
     return "+".join(resolve_spec(part) for part in split_union(spec))
@@ -135,17 +130,6 @@ def student_config(student: str, row: str, args, out: Path):
                        method=method, method_kwargs=kwargs, progress=sys.stderr.isatty())
 
 
-def scores(predictor, samples) -> dict:
-    """PCK@0.2 torso (14 and 12 joints), PCK@0.05 box, AUC of a predictor on ``samples``."""
-    from posekit.engine.evaluate import evaluate_samples
-    from posekit.zoo import LSP_SHARED_WITH_BLAZEPOSE
-    every = evaluate_samples(predictor, samples)
-    shared = evaluate_samples(predictor, samples, joints=LSP_SHARED_WITH_BLAZEPOSE)
-    return {"pck@0.2_torso": every["pck@0.2_torso"], "pck@0.2_torso_12": shared["pck@0.2_torso"],
-            "pck@0.05_box": every["pck@0.05_box"], "pck@0.05_box_12": shared["pck@0.05_box"],
-            "auc_torso_12": shared["auc_torso"], "n_people": every["n_evaluated"]}
-
-
 def flops(checkpoint) -> float:
     from posekit.checkpoint import build_from_checkpoint, load_checkpoint
     from posekit.models.flops import count_flops
@@ -175,17 +159,17 @@ def compute_row(name: str, args, samples, run_root: Path) -> dict:
     from posekit.inference.predictor import Predictor
     if name == "teacher_on_student_crops":
         return {"what": f"{args.teacher} on {args.input_size}-px crops upsampled to its input (FPD's target)",
-                "checkpoint": args.teacher, **scores(teacher_in_student_frame(args), samples)}
+                "checkpoint": args.teacher, **lsp_scores(teacher_in_student_frame(args), samples)}
     if name in REFERENCES:
         path = args.teacher if name == "teacher" else "zoo/lspet_movenet_lightning.pt"
         return {"what": f"{path} as it is", "checkpoint": path, "train_seconds": None,
-                **scores(Predictor.from_checkpoint(repo_path(path)), samples)}
+                **lsp_scores(Predictor.from_checkpoint(repo_path(path)), samples)}
     student, row = next((s, name[len(s) + 1:]) for s in STUDENTS if name.startswith(s + "_"))
     record = train_once(student_config(student, row, args, run_root / name), run_root / name)
     predictor = Predictor.from_checkpoint(record["checkpoint"])
     return {"what": f"{student}: {ROWS[row][3]}", "student": student, "checkpoint": record["checkpoint"],
             "train_seconds": record["train_seconds"], "epochs": record["config"]["epochs"],
-            **scores(predictor, samples)}
+            **lsp_scores(predictor, samples)}
 
 
 def measure_latency(results: dict, args) -> None:
