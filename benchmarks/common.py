@@ -33,6 +33,11 @@ def resolve_spec(spec: str) -> str:
     return f"{fmt}:{path}" + (f"@{split}" if split else "")
 
 
+def repo_path(path) -> str:
+    """A file path relative to the repository root made absolute (the script runs from anywhere)."""
+    return str(path if Path(path).is_absolute() else (ROOT / path).resolve())
+
+
 def decoder_options(spec: str | None) -> dict:
     """A row's decoder spec -> Predictor keyword arguments: ``"argmax"`` / ``"dark"`` -> ``{"decode": ...}``,
     ``"dark:K"`` -> DARK with a K-pixel blur (``blur_kernel``), None or ``""`` -> ``{}`` (the checkpoint's own)."""
@@ -40,6 +45,42 @@ def decoder_options(spec: str | None) -> dict:
         return {}
     decode, _, blur = spec.partition(":")
     return {"decode": decode, **({"blur_kernel": int(blur)} if blur else {})}
+
+
+class Replay:
+    """A predictor's predictions on ``samples``, made once and replayed by ``predict_samples`` (for scoring the
+    same predictions several ways); every other attribute is the predictor's."""
+
+    def __init__(self, predictor, samples):
+        self.predictor, self.samples, self.failures = predictor, list(samples), []
+        self.results = list(predictor.predict_samples(self.samples, on_error=lambda s, e: self.failures.append((s, e))))
+
+    def __getattr__(self, name):
+        return getattr(self.predictor, name)
+
+    def predict_samples(self, samples, on_error=None):
+        if list(samples) != self.samples:
+            raise ValueError("Replay holds the predictions of other samples")
+        for sample, err in self.failures:
+            if on_error is None:
+                raise err
+            on_error(sample, err)
+        yield from self.results
+
+
+def lsp_scores(predictor, samples) -> dict:
+    """PCK@0.2 torso, PCK@0.05 box and AUC of a predictor on LSP ``samples`` (one pass of predictions), over the
+    14 joints and over the 12 of ``posekit.zoo.LSP_SHARED_WITH_BLAZEPOSE`` (``..._12``). A model of another
+    skeleton (MoveNet's COCO-17) is scored on the joints it shares with LSP: its 14-joint values are None."""
+    from posekit.engine.evaluate import evaluate_samples
+    from posekit.zoo import LSP_SHARED_WITH_BLAZEPOSE
+    replay = Replay(predictor, samples)
+    every = evaluate_samples(replay, samples)
+    shared = evaluate_samples(replay, samples, joints=LSP_SHARED_WITH_BLAZEPOSE)
+    keys = ("pck@0.2_torso", "pck@0.05_box", "auc_torso")
+    own = "shared_joints" not in every
+    return {**{k: every[k] if own else None for k in keys}, **{f"{k}_12": shared[k] for k in keys},
+            "n_people": every["n_evaluated"]}
 
 
 # -- timing ------------------------------------------------------------------------------------------
@@ -95,31 +136,6 @@ def export_latency(checkpoint, threads: int, repeats: int) -> float:
         path = export_onnx(checkpoint, Path(tmp) / "model.onnx")
         return onnx_latency(path, {"image": np.zeros((1, 3, h, w), np.float32)}, threads, repeats)
 
-
-class ReplayPredictor:
-    """A predictor whose first ``predict_samples`` pass is recorded and then replayed: one set of predictions
-    scored several ways (all joints, the 12 shared ones) for the cost of one pass. Same samples each call."""
-
-    def __init__(self, predictor):
-        self.predictor, self.records = predictor, None
-
-    def __getattr__(self, name):
-        return getattr(self.predictor, name)
-
-    def predict_samples(self, samples, on_error=None):
-        if self.records is None:
-            records = []
-            for sample, keypoints in self.predictor.predict_samples(
-                    samples, on_error=lambda s, e: records.append((s, None, e))):
-                records.append((sample, keypoints, None))
-            self.records = records
-        for sample, keypoints, error in self.records:
-            if error is None:
-                yield sample, keypoints
-            elif on_error is None:
-                raise error
-            else:
-                on_error(sample, error)
 
 class Progress:
     """One line to stderr every ``every`` items: count, seconds so far, time left."""
@@ -261,29 +277,12 @@ def train_once(cfg, run_dir: Path) -> dict:
     return run_once(run_dir, fit)
 
 
-def repo_path(path) -> str:
-    """A path relative to the repository root made absolute (the script runs from anywhere)."""
-    return str(path if Path(path).is_absolute() else (ROOT / path).resolve())
-
-
 def checkpoint_flops(checkpoint) -> float:
     """FLOPs of one crop through a checkpoint's network at its own input size."""
     from posekit.checkpoint import build_from_checkpoint, load_checkpoint
     from posekit.models.flops import count_flops
     model, cfg = build_from_checkpoint(load_checkpoint(checkpoint))
     return float(count_flops(model, tuple(cfg["input_size"])))
-
-
-def lsp_scores(predictor, samples) -> dict:
-    """PCK@0.2 torso and PCK@0.05 box on the 14 LSP joints and on the 12 BlazePose shares, AUC (12)."""
-    from posekit.engine.evaluate import evaluate_samples
-    from posekit.zoo import LSP_SHARED_WITH_BLAZEPOSE
-    predictor = ReplayPredictor(predictor)  # one prediction pass, scored twice
-    every = evaluate_samples(predictor, samples)
-    shared = evaluate_samples(predictor, samples, joints=LSP_SHARED_WITH_BLAZEPOSE)
-    return {"pck@0.2_torso": every["pck@0.2_torso"], "pck@0.2_torso_12": shared["pck@0.2_torso"],
-            "pck@0.05_box": every["pck@0.05_box"], "pck@0.05_box_12": shared["pck@0.05_box"],
-            "auc_torso_12": shared["auc_torso"], "n_people": every["n_evaluated"]}
 
 
 def reused_checkpoint(path) -> dict:

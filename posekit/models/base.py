@@ -6,8 +6,9 @@ Every model maps image crops ``x: (N, 3, H, W)`` to heatmaps ``(N, K, H/4, W/4)`
 * ``forward_all(x)`` -> list of every supervised stage, last one == ``forward(x)``;
 * ``forward_features(x)`` -> ``(N, feature_channels, H/4, W/4)``, the input of the final 1x1 heatmap conv
   (a reusable trunk for other heads);
-* attributes ``num_keypoints``, ``output_stride`` (4), ``feature_channels`` and ``input_multiple``
-  (H and W must be multiples of it);
+* attributes ``num_keypoints``, ``output_stride`` (4), ``feature_channels``, ``input_multiple``
+  (H and W must be multiples of it) and ``output_activation`` (None: the heatmaps are the final conv's raw
+  output; ``"sigmoid"``: they pass through one, as MoveNet's do);
 * ``split_trunk_head()`` -> :class:`TrunkHead`: how the network divides into a trunk and a head, for methods
   that freeze, copy or share one of the parts (SFDA, OKDHP). A model that does not say raises.
 
@@ -47,6 +48,9 @@ class PoseModel(nn.Module):
     input_multiple: int = 4
     #: smallest H and W the network accepts (e.g. an hourglass needs 4 * 2^depth).
     min_input_size: int = 4
+    #: what ``forward`` applies to the final heatmap conv's output: None (nothing: the maps are logits-like raw
+    #: values) or ``"sigmoid"`` (MoveNet); the ``dsnt`` head needs None (it reads the maps as logits)
+    output_activation: str | None = None
 
     def __init__(self, num_keypoints: int, feature_channels: int):
         super().__init__()

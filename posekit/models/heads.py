@@ -5,7 +5,9 @@ Head types (the ``head`` training option, registered in :data:`HEADS`: name -> h
 and the loss that go with each are chosen by the trainer, see :func:`posekit.losses.build_head_loss`):
 
 * ``heatmap`` -- the backbone as registered: its 1x1 conv gives Gaussian-heatmap predictions (MSE);
-* ``dsnt``    -- the same network, its maps read as logits and decoded by expectation (IntegralCodec);
+* ``dsnt``    -- the same network, its maps read as logits and decoded by expectation (IntegralCodec); a
+  backbone whose maps pass through an activation (``output_activation``, e.g. MoveNet's sigmoid) must be
+  built to give the logits instead (MoveNet: ``model_kwargs={"output": "logits"}``), else it is refused;
 * ``regression`` -- :class:`RegressionHead`: global average pool + linear -> (N, K, 2) coordinates;
 * ``rle``     -- :class:`RLEHead`: the same with two more outputs per joint, RLE's raw sigmas -> (N, K, 4).
 
@@ -24,7 +26,7 @@ from .base import CoordinateModel
 from .layers import fuse_bn, make_act
 
 __all__ = ["HeatmapHead", "DeconvBlock", "DeconvUpsampler", "init_heatmap_conv", "RegressionHead", "RLEHead",
-           "HEADS", "HEAD_TYPES", "HEATMAP_OUTPUT_HEADS", "build_pose_model", "head_type"]
+           "HEADS", "HEAD_TYPES", "HEATMAP_OUTPUT_HEADS", "LOGIT_MAP_HEADS", "build_pose_model", "head_type"]
 
 #: head type -> head module class
 HEADS = Registry("head")
@@ -136,6 +138,8 @@ HEADS.register(RLEHead, name="rle")
 HEAD_TYPES = tuple(HEADS.names())
 #: head types whose network output is the backbone's own heatmap (logit) maps
 HEATMAP_OUTPUT_HEADS = tuple(name for name, head in HEADS.items() if head.part_of_backbone)
+#: head types that read the backbone's maps as logits (a softmax over each map): no output activation allowed
+LOGIT_MAP_HEADS = ("dsnt",)
 
 
 def head_type(name: str) -> str:
@@ -149,7 +153,7 @@ def build_pose_model(name: str, num_keypoints: int = 17, model_kwargs: dict | No
     """Registered backbone ``name`` with the network part of ``head``.
 
     ``heatmap`` / ``dsnt``: exactly ``build_model(name, num_keypoints, **model_kwargs)`` (same weights for the
-    same seed). ``regression`` / ``rle``: :class:`~posekit.models.base.CoordinateModel` of that backbone and
+    same seed; ``dsnt`` refuses a backbone with an ``output_activation``). ``regression`` / ``rle``: :class:`~posekit.models.base.CoordinateModel` of that backbone and
     a :class:`RegressionHead` / :class:`RLEHead` built with ``head_kwargs`` (e.g. ``{"init_std": 0.01}``).
     """
     from .registry import build_model
@@ -160,6 +164,11 @@ def build_pose_model(name: str, num_keypoints: int = 17, model_kwargs: dict | No
         if head_kwargs:
             raise ValueError(f"head {head!r} uses the backbone's own 1x1 heatmap convolution: it takes no "
                              f"head_kwargs, got {sorted(head_kwargs)}")
+        activation = getattr(model, "output_activation", None)
+        if head in LOGIT_MAP_HEADS and activation is not None:
+            raise ValueError(f"head {head!r} reads the maps as logits, but {name}'s output goes through a "
+                             f"{activation}: build it to output the logits (MoveNet: model_kwargs "
+                             f'{{"output": "logits"}})')
         return model
     try:
         module = head_cls(model.feature_channels, num_keypoints, **(head_kwargs or {}))

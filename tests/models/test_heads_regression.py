@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 
-from posekit.codecs import HeatmapCodec, RegressionCodec
+from posekit.codecs import HeatmapCodec, IntegralCodec, RegressionCodec
 from posekit.config import PoseConfig
 from posekit.models import build_model
 from posekit.models.base import CoordinateModel
@@ -104,6 +105,22 @@ def test_repvgg_coordinate_model_reparameterizes_exactly():
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(deployed(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_dsnt_reads_movenet_logits_and_refuses_its_sigmoid_maps():
+    with pytest.raises(ValueError, match=r"reads the maps as logits, but movenet_lightning's output goes through a "
+                                         r"sigmoid: build it to output the logits"):
+        build_pose_model("movenet_lightning", 2, {}, "dsnt")
+    model = build_pose_model("movenet_lightning", 2, {"output": "logits"}, "dsnt").eval()
+    final = model.heads["heatmap"][1]
+    with torch.no_grad():  # constant logits 3 and -1: uniform soft-argmax maps
+        final.weight.zero_()
+        final.bias.copy_(torch.tensor([3.0, -1.0]))
+        logits = model(torch.zeros(1, 3, 64, 64))
+    coords, scores = IntegralCodec((64, 64)).decode(logits)
+    # the mean of i / 16 - 0.5 over i = 0..15 is -1/32, i.e. input pixel 64 * (0.5 - 1/32) = 30
+    np.testing.assert_array_equal(coords, np.full((1, 2, 2), 30.0, np.float32))
+    np.testing.assert_allclose(scores, [[0.95257413, 0.26894142]], rtol=1e-6)
 
 
 def test_head_validation():

@@ -238,3 +238,20 @@ def test_packed_output_splits_back_into_the_heads_and_decodes_like_the_heatmap_c
         build_model("movenet_lightning", output="packed")
     with pytest.raises(ValueError, match="only decodes"):
         MoveNetCodec().encode(np.zeros((17, 2)), np.ones(17))
+
+
+def test_logits_output_is_the_heatmap_head_before_its_sigmoid():
+    model = build_model("movenet_lightning", num_keypoints=2, output="logits").eval()
+    final = model.heads["heatmap"][1]
+    with torch.no_grad():  # constant maps: the final 1x1 conv's bias alone
+        final.weight.zero_()
+        final.bias.copy_(torch.tensor([3.0, -1.0]))
+        logits = model(torch.zeros(1, 3, 64, 64))
+        split = model.split_trunk_head(final_conv=True)
+        assert torch.equal(split.head(split.trunk(torch.zeros(1, 3, 64, 64))), logits)
+    assert model.output_activation is None and build_model("movenet_lightning").output_activation == "sigmoid"
+    assert logits.shape == (1, 2, 16, 16)
+    assert torch.equal(logits[0, 0], torch.full((16, 16), 3.0)) and torch.equal(logits[0, 1], torch.full((16, 16), -1.0))
+    assert [n for n, _ in split.head.named_children()] == ["output"]
+    with pytest.raises(ValueError, match="'heatmap', 'logits' or 'packed'"):
+        build_model("movenet_lightning", output="probabilities")

@@ -27,7 +27,8 @@ bilinear with half-pixel centres (``align_corners=False``).
 posekit contract: input ``(N, 3, H, W)`` normalised with ImageNet mean/std as every posekit pipeline feeds
 it (``input_norm="imagenet"``); a fixed per-channel affine turns that back into MoveNet's own
 ``rgb / 127.5 - 1`` before the padded stem (folding it into the stem would be wrong at the padded border).
-``forward(x)`` is the keypoint heatmaps after the sigmoid ``(N, K, H/4, W/4)``; ``forward_heads(x)`` gives
+``forward(x)`` is the keypoint heatmaps after the sigmoid ``(N, K, H/4, W/4)`` (``output="logits"``: before it,
+what posekit's ``dsnt`` head reads as logits); ``forward_heads(x)`` gives
 the raw logits of every head the model has; ``forward_features(x)`` is the shared FPN feature ``(N, 24, H/4, W/4)`` that all
 heads read (the trunk a new head would sit on). The pretrained keypoints are COCO-17 (``skeleton``).
 """
@@ -243,8 +244,9 @@ class MoveNet(PoseModel):
         heads: ``"heatmap"`` (what posekit trains) or ``"all"`` (MoveNet's CenterNet heads, for its decoders).
         act: None (MoveNet's ReLU6 / ReLU) or a posekit activation name for every activation layer.
         input_norm: ``"imagenet"`` (posekit's input) or ``"movenet"`` (already ``rgb / 127.5 - 1``).
-        output: ``"heatmap"`` (sigmoid heatmaps, what posekit trains) or ``"packed"`` (all raw heads, for
-            MoveNet's own decoding by ``MoveNetCodec``; inference only).
+        output: ``"heatmap"`` (sigmoid heatmaps, what posekit trains), ``"logits"`` (the heatmap head's raw
+            logits, for the ``dsnt`` head's soft-argmax) or ``"packed"`` (all raw heads, for MoveNet's own
+            decoding by ``MoveNetCodec``; inference only).
     """
 
     input_multiple = 32
@@ -253,9 +255,12 @@ class MoveNet(PoseModel):
     def __init__(self, num_keypoints: int = 17, width: float = 1.0, multipose: bool = False, heads: str = "heatmap",
                  act: str | None = None, input_norm: str = "imagenet", output: str = "heatmap"):
         super().__init__(num_keypoints, feature_channels=_FPN_CHANNELS[0])
-        if output not in ("heatmap", "packed") or (output == "packed" and heads != "all"):
-            raise ValueError(f"output must be 'heatmap' or 'packed' (packed needs heads='all'), got {output!r}")
+        if output not in ("heatmap", "logits", "packed") or (output == "packed" and heads != "all"):
+            raise ValueError(f"output must be 'heatmap', 'logits' or 'packed' (packed needs heads='all'), "
+                             f"got {output!r}")
         self.output = output
+        #: the heatmaps pass through a sigmoid (PoseModel.output_activation); the logits and packed outputs do not
+        self.output_activation = "sigmoid" if output == "heatmap" else None
         if input_norm not in ("imagenet", "movenet"):
             raise ValueError(f"input_norm must be 'imagenet' or 'movenet', got {input_norm!r}")
         self.width = float(width)
@@ -283,27 +288,30 @@ class MoveNet(PoseModel):
         return {name: head(features) for name, head in self.heads.items()}
 
     def forward_all(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """(N, 3, H, W) -> [keypoint heatmaps after the sigmoid (N, K, H/4, W/4)] (only that head runs).
+        """(N, 3, H, W) -> [keypoint heatmaps after the sigmoid (N, K, H/4, W/4)] (only that head runs;
+        ``output="logits"``: the same before the sigmoid).
 
         With ``output="packed"``: [every head's raw output concatenated along the channels in
         :func:`head_channels` order], the one tensor :class:`~posekit.codecs.movenet.MoveNetCodec` decodes
         (so MoveNet's own decoding runs through the predictor, flip test and ONNX export unchanged)."""
         if self.output == "packed":
             return [torch.cat(list(self.forward_heads(x).values()), dim=1)]
-        return [torch.sigmoid(self.heads["heatmap"](self.forward_features(x)))]
+        logits = self.heads["heatmap"](self.forward_features(x))
+        return [torch.sigmoid(logits) if self.output_activation == "sigmoid" else logits]
 
     def split_trunk_head(self, *, final_conv: bool = False) -> TrunkHead:
         """Backbone + FPN (``forward_features``) | the CenterNet heatmap head + sigmoid; with ``final_conv=True``
-        the head's separable conv joins the trunk and the head is the 1x1 heatmap conv + sigmoid. Only for
-        ``output="heatmap"`` (the packed output is not one head's)."""
-        if self.output != "heatmap":
+        the head's separable conv joins the trunk and the head is the 1x1 heatmap conv + sigmoid (no sigmoid with
+        ``output="logits"``). Not for ``output="packed"`` (the packed output is not one head's)."""
+        if self.output == "packed":
             raise NotImplementedError("a MoveNet with output='packed' has no single heatmap head to split off")
         heatmap = self.heads["heatmap"]
+        sigmoid = {"sigmoid": nn.Sigmoid()} if self.output_activation == "sigmoid" else {}
         if not final_conv:
-            return TrunkHead(self.forward_features, nn.Sequential(OrderedDict(heatmap=heatmap, sigmoid=nn.Sigmoid())))
+            return TrunkHead(self.forward_features, nn.Sequential(OrderedDict(heatmap=heatmap, **sigmoid)))
         hidden, output = heatmap[0], heatmap[1]
         return TrunkHead(lambda x: hidden(self.forward_features(x)),
-                         nn.Sequential(OrderedDict(output=output, sigmoid=nn.Sigmoid())))
+                         nn.Sequential(OrderedDict(output=output, **sigmoid)))
 
 
 def _build(variant: str, kwargs: dict) -> MoveNet:
