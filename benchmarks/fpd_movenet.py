@@ -43,9 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (ROOT, add_study_args, checkpoint_flops, command, environment, export_latency, fill_rows,
-                    finish_study, load_average, lsp_scores, onnx_latency, open_study, repo_path, resolve_spec, table,
-                    train_once)
+from common import (ROOT, add_study_args, add_training_args, checkpoint_flops, command, environment, export_latency,
+                    fill_rows, finish_study, load_average, lsp_scores, onnx_latency, open_study, repo_path,
+                    resolve_spec, table, train_once)
 
 UNLABELED = ("lsp:../shared/datasets/lspet@train"
              "+coco:../shared/datasets/coco-mini/annotations/person_keypoints_train2017.json")
@@ -78,9 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--input-size", type=int, default=128)
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--amp", action="store_true", help="bf16 autocast for every training")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests)")
-    p.add_argument("--workers", type=int, default=1)
+    add_training_args(p, workers=1)
     p.add_argument("--threads", type=int, default=2, help="training and latency threads")
     p.add_argument("--limit", type=int, help="first N val people only (smoke tests)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds")

@@ -41,8 +41,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from common import (add_study_args, checkpoint_flops, command, environment, fill_rows, finish_study, list_rows,
-                    load_average, lsp_scores, open_study, repo_path, resolve_spec, selected_rows, table, train_once)
+from common import (add_study_args, add_training_args, checkpoint_flops, command, environment, fill_rows,
+                    finish_study, list_rows, load_average, lsp_scores, open_study, repo_path, resolve_spec,
+                    selected_rows, table, train_once)
 
 STUDENT = {"model": "simplebaseline_r18", "model_kwargs": {"width": 0.4, "deconv_channels": 96},
            "init": "zoo/lspet_compact_pretrained.pt", "sigma": 2.0, "lr": 5e-4}
@@ -69,9 +70,7 @@ def parse_args(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     p.add_argument("--aug-weight", type=float, default=1.0, help="weight of the augmented model's loss")
     p.add_argument("--alpha", type=float, default=0.5, help="FPD's distillation weight")
     p.add_argument("--amp", action="store_true", help="bf16 autocast for every training")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests)")
-    p.add_argument("--workers", type=int, default=1)
+    add_training_args(p, workers=1)
     p.add_argument("--threads", type=int, default=2, help="training threads")
     p.add_argument("--limit", type=int, help="first N val people only (smoke tests)")
     add_study_args(p, "netaug")

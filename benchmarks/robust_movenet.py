@@ -33,8 +33,8 @@ import json
 import sys
 from pathlib import Path
 
-from common import (add_study_args, command, environment, fill_rows, finish_study, load_average, open_study,
-                    pct, repo_path, resolve_spec, selected_rows, table, train_once)
+from common import (add_study_args, add_training_args, command, environment, fill_rows, finish_study, load_average,
+                    open_study, pct, repo_path, resolve_spec, selected_rows, table, train_once)
 
 #: row -> (what, method, method kwargs beyond the teacher, augment)
 ROWS = {
@@ -59,9 +59,7 @@ def parse_args(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--amp", action="store_true", help="bf16 autocast for every training")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests)")
-    p.add_argument("--workers", type=int, default=1)
+    add_training_args(p, workers=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--limit", type=int, default=200, help="val images of the corruption grid")
     p.add_argument("--clean-limit", type=int, help="val people of the clean score (default: all)")

@@ -57,9 +57,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (ROOT, add_study_args, command, decoder_options, environment, export_latency, fill_rows,
-                    finish_study, list_rows, load_average, lsp_scores, median_ms, onnx_latency, open_study, repo_path,
-                    resolve_spec, selected_rows, table, train_once)
+from common import (ROOT, add_study_args, add_training_args, command, decoder_options, environment, export_latency,
+                    fill_rows, finish_study, list_rows, load_average, lsp_scores, median_ms, onnx_latency, open_study,
+                    repo_path, resolve_spec, selected_rows, table, train_once)
 
 MODEL = "movenet_lightning"
 INPUT = 192
@@ -109,9 +109,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val", default="lsp:../shared/datasets/lspet@val")
     p.add_argument("--models", type=Path, default=ROOT / ".." / "shared" / "models",
                    help="folder of movenet-lightning.onnx")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-iters", type=int, help="cap iterations per epoch (smoke tests)")
-    p.add_argument("--workers", type=int, default=1)
+    add_training_args(p, workers=1)
     p.add_argument("--threads", type=int, default=2, help="training, evaluation and latency threads")
     p.add_argument("--limit", type=int, help="first N val people only (smoke tests)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved latency rounds")
