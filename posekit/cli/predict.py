@@ -1,11 +1,21 @@
 """`posekit predict`: keypoints of a dataset, a folder of images or a video, streamed to a JSON list."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
 from posekit.cli.common import add_predictor_args, json_object, load_predictor
+
+
+def tile_grids_arg(text: str) -> int | tuple[int, ...]:
+    """``--detector-tiles``: "0", "2" -> int, "2,3" -> (2, 3) (checked by the detector, which names the flag)."""
+    try:
+        grids = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or N,M,... (integers), got {text!r}") from None
+    return grids[0] if len(grids) == 1 else grids
 
 
 def add_parser(sub) -> None:
@@ -29,10 +39,14 @@ def add_parser(sub) -> None:
     q.add_argument("--detector-size", type=int, default=None,
                    help="detector: the full-frame pass's long side in px, a multiple of 32 (default: the detector's, "
                         "posekit.inference.detector.DEFAULT_LONG_SIDE; larger finds smaller people, costs more)")
-    q.add_argument("--detector-tiles", type=int, default=None,
+    q.add_argument("--detector-tiles", type=tile_grids_arg, default=None,
                    help="detector: N > 1 adds a zoomed pass on N x N overlapping tiles merged with the full frame "
-                        "(finds small and crowded people; N * N more passes); 0: the full frame only (default: the "
-                        "detector's, DEFAULT_TILES)")
+                        "(finds small and crowded people; N * N more passes), several grids comma-separated (2,3); "
+                        "0: the full frame only (default: the detector's, DEFAULT_TILES)")
+    q.add_argument("--detector-rescore", default=None,
+                   help="detector: 'agreement' multiplies a person's score by the share of the passes holding its "
+                        "box whole that found it too (fewer false people with tiles); 'none': MultiPose's score "
+                        "(default: the detector's, DEFAULT_RESCORE; checked by the detector)")
     q.add_argument("--out", required=True, help="predictions json (list, one entry per person box; video: one "
                    "entry per frame with its people)")
     q.add_argument("--draw", help="folder (images) or .mp4 path (video) for drawn skeletons")
@@ -152,6 +166,7 @@ def load_detector(args):
                          "--detector CHECKPOINT (python -m posekit.models.movenet_import movenet-multipose.onnx), "
                          "--boxes dets.json or --detector none")
     flags = {"long_side": ("--detector-size", args.detector_size), "tiles": ("--detector-tiles", args.detector_tiles),
+             "rescore": ("--detector-rescore", args.detector_rescore),
              "max_people": ("--max-people", args.max_people), "score_threshold": ("--score-threshold", args.score_threshold)}
     try:
         return PersonDetector.load(path, **{k: v for k, (_, v) in flags.items() if v is not None})

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from posekit.inference.detector import PersonDetector, _cut_by_tile, box_iou, letterbox, nms, tile_regions
+from posekit.inference.detector import (PersonDetector, _cut_by_tile, box_iou, letterbox, nms, pass_agreement,
+                                        tile_grids, tile_regions)
 from posekit.models.registry import build_model
 
 ROOT = Path(__file__).parents[2]
@@ -39,6 +40,12 @@ def test_detector_refuses_a_single_pose_model_and_bad_options():
         PersonDetector(multipose, long_side=300)
     with pytest.raises(ValueError, match="tiles must be 0 .* or >= 2, got 1"):
         PersonDetector(multipose, tiles=1)
+    with pytest.raises(ValueError, match=r"tiles must be 0 .* or >= 2, got \(2, 1\)"):
+        PersonDetector(multipose, tiles=(2, 1))
+    with pytest.raises(ValueError, match="max_people must be 1..84 .*14 passes"):  # 6 people x (1 + 4 + 9) passes
+        PersonDetector(multipose, tiles=(2, 3), max_people=85)
+    with pytest.raises(ValueError, match="rescore must be one of agreement, none, got 'vote'"):
+        PersonDetector(multipose, rescore="vote")
     with pytest.raises(ValueError, match=r"tile_overlap must be in \[0, 1\), got 1.0"):
         PersonDetector(multipose, tiles=2, tile_overlap=1.0)
     with pytest.raises(ValueError, match=r"nms_iou must be in \(0, 1\], got 0.0"):
@@ -71,6 +78,55 @@ def test_nms_keeps_the_best_of_each_overlapping_group():
     np.testing.assert_array_equal(nms(boxes, scores, 0.5), [1, 3, 2])
     np.testing.assert_array_equal(nms(boxes, scores, 0.3), [1, 2])
     assert nms(np.zeros((0, 4)), np.zeros(0)).shape == (0,)
+
+
+def test_tile_grids_and_the_passes_regions():
+    assert tile_grids(0) == () and tile_grids(None) == () and tile_grids(2) == (2,) and tile_grids([2, 3]) == (2, 3)
+    detector = PersonDetector(build_model("movenet_multipose", heads="all"), tiles=(2, 3), tile_overlap=0.0)
+    regions = detector.regions(120, 60)
+    # the full frame, then 2 x 2 halves, then 3 x 3 thirds
+    assert regions.shape == (14, 4) and regions[0].tolist() == [0, 0, 120, 60]
+    assert regions[1:5].tolist() == [[0, 0, 60, 30], [60, 0, 120, 30], [0, 30, 60, 60], [60, 30, 120, 60]]
+    assert regions[5].tolist() == [0, 0, 40, 20] and regions[-1].tolist() == [80, 40, 120, 60]
+    assert detector.describe() == "256 px, 2x2 + 3x3 tiles (overlap 0), agreement rescoring, score >= 0.15"
+    detector.tiles, detector.rescore = 0, "none"
+    assert detector.regions(120, 60).tolist() == [[0, 0, 120, 60]] and detector.describe() == "256 px, score >= 0.15"
+
+
+#: a 200 x 100 image: the full frame (pass 0) and two overlapping tiles, left (pass 1) and right (pass 2)
+REGIONS = np.array([[0, 0, 200, 100], [0, 0, 120, 100], [80, 0, 200, 100]])
+#: candidates: A found by the full frame and again by the left tile; B only by the right tile; C (held whole by all
+#: three regions) only by the full frame; A' the left tile's copy of A, a cross-tile duplicate (IoU 0.9 with A)
+CANDIDATES = np.array([[10, 10, 50, 90],     # A, full frame
+                       [12, 10, 50, 90],     # A', left tile
+                       [130, 10, 170, 90],   # B, right tile
+                       [90, 10, 110, 90]],   # C, full frame
+                      np.float32)
+PASSES = np.array([0, 1, 2, 0])
+
+
+def test_pass_agreement_is_the_share_of_the_passes_holding_a_box_that_found_it():
+    kept = CANDIDATES[[0, 2, 3]]
+    # A: held by the full frame and the left tile, found by both; B: held by the full frame and the right tile,
+    # found by the right one only; C: held by all three, found by the full frame only
+    np.testing.assert_allclose(pass_agreement(kept, CANDIDATES, PASSES, REGIONS), [1.0, 0.5, 1 / 3])
+    # a box that no region holds whole (it sticks out of the image) keeps its score
+    assert pass_agreement(np.array([[150, 50, 220, 120]]), CANDIDATES, PASSES, REGIONS).tolist() == [1.0]
+
+
+def test_merge_suppresses_cross_tile_duplicates_and_rescores_by_agreement():
+    detector = PersonDetector(build_model("movenet_multipose", heads="all"), score_threshold=0.15)
+    scores = np.array([0.3, 0.6, 0.4, 0.3], np.float32)
+    # A' (0.6) suppresses A (IoU 38 * 80 / (40 * 80) = 0.95); A' agrees 2 / 2, B 1 / 2 -> 0.2, C 1 / 3 -> 0.1 < 0.15
+    xywh, kept = detector.merge(CANDIDATES, scores, PASSES, REGIONS)
+    np.testing.assert_array_equal(xywh, [[12, 10, 38, 80], [130, 10, 40, 80]])
+    np.testing.assert_allclose(kept, [0.6, 0.2], rtol=1e-6)
+    # a lower threshold keeps C, now last: the order follows the rescored scores
+    np.testing.assert_allclose(detector.merge(CANDIDATES, scores, PASSES, REGIONS, min_score=0.05)[1], [0.6, 0.2, 0.1],
+                               rtol=1e-6)
+    # rescore="none" (or no passes given): NMS and the threshold on MultiPose's scores as they are
+    detector.rescore = "none"
+    np.testing.assert_allclose(detector.merge(CANDIDATES, scores, PASSES, REGIONS)[1], [0.6, 0.4, 0.3], rtol=1e-6)
 
 
 def test_boxes_touching_a_tile_inner_edge_are_cut_people():
@@ -165,7 +221,21 @@ def test_predict_names_the_detector_flag_that_is_wrong(tmp_path, capsys):
     pose = ROOT / "zoo" / "lspet_compact_pretrained.pt"
     for flags, message in ((["--detector-size", "300"], "--detector-size must be a positive multiple of 32, got 300"),
                            (["--detector-tiles", "1"], "--detector-tiles must be 0 (no tiled pass) or >= 2, got 1"),
+                           (["--detector-tiles", "2,1"], "--detector-tiles must be 0 (no tiled pass) or >= 2, got (2, 1)"),
+                           (["--detector-rescore", "vote"], "--detector-rescore must be one of agreement, none, got 'vote'"),
                            (["--detector-tiles", "2", "--max-people", "40"], "--max-people must be 1..30")):
         assert main(["predict", str(folder), "--checkpoint", str(pose), "--out", str(tmp_path / "p.json"), *flags]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_predict_passes_the_detector_flags_on():
+    import argparse
+    from posekit.cli.predict import load_detector, tile_grids_arg
+    assert tile_grids_arg("0") == 0 and tile_grids_arg("2") == 2 and tile_grids_arg("2,3") == (2, 3)
+    with pytest.raises(argparse.ArgumentTypeError, match="expected N or N,M"):
+        tile_grids_arg("2x2")
+    args = argparse.Namespace(detector=str(ROOT / "zoo" / "movenet_multipose.pt"), detector_size=320,
+                              detector_tiles=(2, 3), detector_rescore="none", max_people=None, score_threshold=0.3)
+    detector = load_detector(args)
+    assert (detector.long_side, detector.tiles, detector.rescore, detector.score_threshold) == (320, (2, 3), "none", 0.3)
