@@ -327,7 +327,7 @@ def main(argv=None) -> int:
     from posekit.inference.detector import PersonDetector
     from posekit.inference.predictor import Predictor
     # the committed results were measured with the single 256-px pass (the default before the tiled zoom pass)
-    predictor, detector = Predictor.load(args.checkpoint), PersonDetector.load(args.detector, tiles=1)
+    predictor, detector = Predictor.load(args.checkpoint), PersonDetector.load(args.detector, tiles=0)
     samples = upright_people(args.val, 2 * args.clips, args.seed)
     backgrounds, background_names = person_free_backgrounds(detector, args.clips)
     with tempfile.TemporaryDirectory() as tmp:
