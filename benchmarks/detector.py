@@ -1,21 +1,24 @@
 """The person detector (MoveNet MultiPose imported into posekit) on COCO-MINI, its settings compared, and the whole
 detector + pose pipeline against the same pose model given the annotated boxes.
 
-1. Detection, for each setting of :data:`SETTINGS` (the full-frame pass's long side; a zoomed pass on 2 x 2
-   overlapping tiles merged by NMS): person boxes against the annotated people with at least 5 labelled
-   keypoints (crowd regions and people with fewer keypoints neither count as misses nor as false detections when
-   a box matches them), greedy matching at IoU >= 0.5 in decreasing score: recall, precision, the person-free
-   photos that get no person, CPU ms per photo. Each setting's score threshold is chosen on COCO-MINI **train**
-   (:func:`choose_threshold`: the highest recall with precision >= 0.8 and >= 90% of the person-free photos
-   without a person) and then reported on **val**; the default (``posekit.inference.detector``'s ``DEFAULT_*``
-   constants) is the setting with the highest train recall under the same conditions.
-2. Pipeline: OKS AP (pycocotools) on COCO-MINI val of ``--pose`` top-down on the detector's boxes (person score
-   = detection score) of the first setting and of the default, against the same model on the annotated boxes.
+1. Detection, for each setting of :data:`SETTINGS` (the full-frame pass's long side; zoomed passes on N x N
+   overlapping tiles merged by NMS; the cross-pass agreement rescoring): person boxes against the annotated people
+   with at least 5 labelled keypoints, greedy matching at IoU >= 0.5 in decreasing score
+   (:func:`detector_eval.match`: a box on a person with fewer keypoints, or at least half inside a crowd region as
+   pycocotools rules, is neither a hit nor a false detection): recall, precision, the person-free photos that get
+   no person, CPU ms per photo, and the recall ceiling (any candidate of any pass at any score). Each setting's
+   score threshold is chosen on COCO-MINI **train** (:func:`choose_threshold`: the highest recall with precision
+   >= 0.8 and >= 90% of the person-free photos without a person) and then reported on **val**; the rule for the
+   default (:func:`rule_choice`, train only) is printed next to the package's ``DEFAULT_*`` constants.
+2. Misses of the default on train (and val): box shape, score or never found (:func:`detector_eval.diagnose_misses`),
+   and a per-side box calibration fitted on train, recall before / after.
+3. Pipeline: OKS AP (pycocotools) on COCO-MINI val of ``--pose`` top-down on the detector's boxes (person score
+   = detection score) of :data:`PIPELINE`'s settings, against the same model on the annotated boxes.
 
 Every pass runs once per photo however many settings use it (:class:`PassCache`); its CPU (process) time counts
 for each, so the ms column compares the settings on one core even while the machine is shared.
 
-    python benchmarks/detector.py --threads 1 [--pose zoo/...pt] [--settings 256,512]   # ~15 CPU minutes
+    python benchmarks/detector.py --threads 1 [--pose zoo/...pt] [--settings 256,512]   # ~7 CPU minutes
 """
 from __future__ import annotations
 
@@ -28,56 +31,37 @@ from pathlib import Path
 import numpy as np
 
 from common import ROOT, command, environment, table, write_results
+from detector_eval import calibrated, diagnose_misses, fit_calibration, match, read_split, recall_ceiling
 from posekit.data.io import read_image
 from posekit.inference.detector import PersonDetector
 
 COCO_MINI = ROOT / ".." / "shared" / "datasets" / "coco-mini"
 THRESHOLDS = [round(t, 2) for t in np.arange(0.05, 0.61, 0.05)]
+#: settings whose train recall is within this of the best are equal at COCO-MINI's size (2 of its 72 train people);
+#: of those the rule takes the cheapest
+RECALL_TOLERANCE = 0.03
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(M, 4), (G, 4) x, y, w, h -> (M, G) intersection over union."""
-    ax2, ay2, bx2, by2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    w = np.clip(np.minimum(ax2[:, None], bx2[None]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    h = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = w * h
-    return inter / (a[:, 2:].prod(1)[:, None] + b[:, 2:].prod(1)[None] - inter + 1e-9)
+
+def _setting(long_side=256, tiles=0, tile_score_threshold=None, rescore="none") -> dict:
+    return {"long_side": long_side, "tiles": tiles, "tile_score_threshold": tile_score_threshold, "rescore": rescore}
 
 
-def match(boxes, scores, people, ignored) -> tuple[int, int]:
-    """(true positives, false positives) of one photo's detections (best score first)."""
-    taken = np.zeros(len(people), bool)
-    tp = fp = 0
-    for i in np.argsort(-scores):
-        overlaps = iou(boxes[i:i + 1], people)[0] if len(people) else np.zeros(0)
-        overlaps[taken] = 0
-        if len(overlaps) and overlaps.max() >= 0.5:
-            taken[overlaps.argmax()] = True
-            tp += 1
-        elif not (len(ignored) and iou(boxes[i:i + 1], ignored)[0].max() >= 0.5):
-            fp += 1
-    return tp, fp
-
-
-def read_split(split: str) -> tuple[dict, list]:
-    ann = COCO_MINI / "annotations" / f"person_keypoints_{split}.json"
-    data = json.loads(ann.read_text())
-    people = {im["id"]: ([], []) for im in data["images"]}
-    for a in data["annotations"]:
-        counted = a["num_keypoints"] >= 5 and not a.get("iscrowd")
-        people[a["image_id"]][0 if counted else 1].append(a["bbox"])
-    return data, [(COCO_MINI / split / im["file_name"], im["id"], *(np.array(b, np.float32).reshape(-1, 4)
-                                                                     for b in people[im["id"]])) for im in data["images"]]
-
-
-#: the detector settings compared (name -> PersonDetector options); the first is the previous default
+#: the detector settings compared (name -> PersonDetector options); the first is the single-pass default of old
 SETTINGS = {
-    "256": {"long_side": 256, "tiles": 0},
-    "384": {"long_side": 384, "tiles": 0},
-    "512": {"long_side": 512, "tiles": 0},
-    "256 + 2x2 tiles": {"long_side": 256, "tiles": 2, "tile_score_threshold": None},
-    "256 + 2x2 tiles (tile score >= 0.2)": {"long_side": 256, "tiles": 2, "tile_score_threshold": 0.2},
+    "256": _setting(),
+    "384": _setting(384),
+    "512": _setting(512),
+    "256 + 2x2 tiles": _setting(tiles=2),
+    "256 + 2x2 tiles (tile score >= 0.2)": _setting(tiles=2, tile_score_threshold=0.2),
+    "256 + 3x3 tiles": _setting(tiles=3),
+    "256 + 2x2 + 3x3 tiles": _setting(tiles=(2, 3)),
+    "256 + 2x2 tiles (agreement)": _setting(tiles=2, rescore="agreement"),
+    "256 + 3x3 tiles (agreement)": _setting(tiles=3, rescore="agreement"),
+    "256 + 2x2 + 3x3 tiles (agreement)": _setting(tiles=(2, 3), rescore="agreement"),
 }
+#: the settings whose whole detector + pose pipeline is measured (with the default): full frame, previous default
+PIPELINE = ("256", "256 + 2x2 tiles (tile score >= 0.2)")
 
 
 class PassCache:
@@ -103,11 +87,11 @@ class PassCache:
 def detect_all(detector: PersonDetector, photos, cache: PassCache) -> list[dict]:
     """Every candidate of the detector's current setting in each photo (merge and threshold later)."""
     out = []
-    for path, image_id, people, ignored, image in photos:
+    for path, image_id, people, ignored, crowd, image in photos:
         cache.spent = 0.0
-        boxes, scores = detector.candidates(image)
-        out.append({"path": path, "image_id": image_id, "image": image, "candidates": (boxes, scores),
-                    "people": people, "ignored": ignored, "ms": cache.spent * 1000})
+        candidates = detector.candidates(image)
+        out.append({"path": path, "image_id": image_id, "image": image, "candidates": candidates,
+                    "people": people, "ignored": ignored, "crowd": crowd, "ms": cache.spent * 1000})
     return out
 
 
@@ -115,9 +99,9 @@ def detection_metrics(detector: PersonDetector, found: list[dict], threshold: fl
     tp = fp = total = empty_hit = empty = 0
     for photo in found:
         boxes, scores = detector.merge(*photo["candidates"], min_score=threshold)
-        t, f = match(boxes, scores, photo["people"], photo["ignored"])
+        t, f = match(boxes, scores, photo["people"], photo["ignored"], photo["crowd"])
         tp, fp, total = tp + t, fp + f, total + len(photo["people"])
-        if not len(photo["people"]) and not len(photo["ignored"]):
+        if not (len(photo["people"]) or len(photo["ignored"]) or len(photo["crowd"])):
             empty += 1
             empty_hit += int(len(boxes) > 0)
     return {"threshold": threshold, "recall": tp / max(total, 1), "precision": tp / max(tp + fp, 1),
@@ -137,6 +121,37 @@ def choose_threshold(sweep: list[dict]) -> dict:
     if meeting:
         return max(meeting, key=lambda m: (m["recall"], m["threshold"]))
     return max(sweep, key=lambda m: m["f1"])
+
+
+def rule_choice(settings: dict) -> str | None:
+    """The default by train alone: of the settings meeting the targets at their train threshold, those within
+    :data:`RECALL_TOLERANCE` of the best train recall, the cheapest (train ms per photo)."""
+    meeting = {n: m["train"] for n, m in settings.items() if meets_target(m["train"])}
+    if not meeting:
+        return None
+    best = max(m["recall"] for m in meeting.values())
+    return min((n for n, m in meeting.items() if m["recall"] >= best - RECALL_TOLERANCE),
+               key=lambda n: meeting[n]["ms_per_photo"])
+
+
+def apply(detector: PersonDetector, options: dict, threshold: float | None = None) -> PersonDetector:
+    for key, value in options.items():
+        setattr(detector, key, value)
+    if threshold is not None:
+        detector.score_threshold = threshold
+    return detector
+
+
+def misses(detector: PersonDetector, found: dict, threshold: float) -> dict:
+    """The default's misses on train and val, and the per-side calibration fitted on train (recall before / after)."""
+    offsets, pairs = fit_calibration(found["train"])
+    out = {"calibration_offsets": offsets.round(4).tolist(), "calibration_pairs": pairs}
+    for split, photos in found.items():
+        fixed = calibrated(photos, offsets)
+        out[split] = {"diagnosis": diagnose_misses(detector, photos, threshold),
+                      "before": detection_metrics(detector, photos, threshold),
+                      "calibrated": detection_metrics(detector, fixed, threshold)}
+    return out
 
 
 def annotated_ap(pose) -> float:
@@ -167,16 +182,23 @@ def markdown(r: dict) -> str:
         t, v = m["train"], m["val"]
         rows.append([f"**{name}** (default)" if name == r["default"] else name, m["threshold"],
                      f"{t['recall']:.3f}", f"{t['precision']:.3f}", free(t), f"{v['recall']:.3f}", f"{v['precision']:.3f}",
-                     free(v), f"{v['ms_per_photo']:.0f}", f"{v['ms_per_photo'] / base:.2f}"])
+                     free(v), f"{m['ceiling']['train']:.3f} / {m['ceiling']['val']:.3f}", f"{v['ms_per_photo']:.0f}",
+                     f"{v['ms_per_photo'] / base:.2f}"])
     lines = [f"Detector: `{r['detector']}`; each setting's score threshold is chosen on COCO-MINI train (the highest recall "
              "with precision >= 0.8 and >= 90% of the person-free photos without a person); recall and "
              f"precision at IoU 0.5 against the people with >= 5 labelled keypoints ({d['train']['people']} in train, "
-             f"{d['val']['people']} in val); person-free: photos without any annotated person that get none. ms: "
-             f"median CPU time per photo (process time, {r['threads']} thread; wall time on an idle core), all measured "
-             "in this run; ratio to the first row.", "",
+             f"{d['val']['people']} in val; a box on a person with fewer keypoints or at least half inside a crowd "
+             "region is neither hit nor false, as in pycocotools); person-free: photos without any annotated person "
+             "that get none; ceiling: the recall if every candidate of every pass counted, whatever its score (train / "
+             f"val). Agreement: a kept person's score times the share of the passes holding its box whole that found it "
+             f"too. ms: median CPU time per photo (process time, {r['threads']} thread; wall time on an idle core), all "
+             "measured in this run; ratio to the first row.", "",
              *table(["setting", "threshold", "train recall", "train precision", "train person-free", "val recall",
-                     "val precision", "val person-free", "ms / photo", "ms ratio"], rows), "",
-             f"Default: `{r['default']}` ({r['default_description']}).", "",
+                     "val precision", "val person-free", "ceiling", "ms / photo", "ms ratio"], rows), "",
+             f"Default: `{r['default']}` ({r['default_description']}). The rule on train alone (the settings meeting "
+             f"the targets, within {r['recall_tolerance']} of the best train recall, the cheapest) picks "
+             f"`{r['rule_choice']}`{'' if r['rule_choice'] == r['default'] else ' (NOT the default)'}.", "",
+             *misses_markdown(r["misses"], r["default"]),
              f"Pipeline on COCO-MINI val with `{r['pose']}` (OKS AP, pycocotools; person score = detection score):", "",
              *table(["boxes", "people", "OKS AP", "ratio to annotated"],
                     [[f"detector, {name}", p["people_predicted"], f"{p['detected_boxes_AP']:.3f}", f"{p['ratio']:.2f}"]
@@ -184,6 +206,23 @@ def markdown(r: dict) -> str:
                     + [["annotated", "", f"{next(iter(r['pipeline'].values()))['annotated_boxes_AP']:.3f}", "1.00"]]),
              "", f"Command: `{r['command']}`", ""]
     return "\n".join(lines)
+
+
+def misses_markdown(m: dict, name: str) -> list[str]:
+    keys = ("missed", "close_kept", "under_threshold", "close_under_threshold", "not_found")
+    rows = [[split, *(m[split]["diagnosis"][k] for k in keys), f"{m[split]['diagnosis']['matched_median_iou']:.3f}",
+             ", ".join(f"{v:+.3f}" for v in m[split]["diagnosis"]["matched_median_offsets"])] for split in ("train", "val")]
+    cal = [[split, f"{m[split]['before']['recall']:.3f} / {m[split]['before']['precision']:.3f}",
+            f"{m[split]['calibrated']['recall']:.3f} / {m[split]['calibrated']['precision']:.3f}"] for split in ("train", "val")]
+    return [f"Missed people of `{name}` at its threshold: a kept box at IoU 0.3-0.5 (box shape), only a candidate under "
+            "the threshold at IoU >= 0.5 (score) or at 0.3-0.5, no candidate at IoU >= 0.3 (not found); the matched "
+            "boxes' median IoU and median side offsets (person minus box: x1, y1, x2, y2, fractions of the box's "
+            "width / height):", "",
+            *table(["split", "missed", "box shape", "score", "score + shape", "not found", "matched IoU",
+                    "side offsets"], rows), "",
+            f"Per-side box calibration fitted on train ({m['calibration_pairs']} people's best candidates at IoU >= 0.3; "
+            f"offsets {', '.join(f'{v:+.3f}' for v in m['calibration_offsets'])}), recall / precision at the same "
+            "threshold:", "", *table(["split", "boxes as found", "calibrated"], cal), ""]
 
 
 def free(m: dict) -> str:
@@ -205,15 +244,15 @@ def main() -> int:
     from posekit.inference.predictor import Predictor
     from posekit.models.movenet_import import movenet_checkpoint
 
-    default = {"long_side": det.DEFAULT_LONG_SIDE, "tiles": det.DEFAULT_TILES,
-               "tile_score_threshold": det.DEFAULT_TILE_SCORE_THRESHOLD}
+    default = _setting(det.DEFAULT_LONG_SIDE, det.DEFAULT_TILES, det.DEFAULT_TILE_SCORE_THRESHOLD, det.DEFAULT_RESCORE)
     names = [n.strip() for n in args.settings.split(",")]
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
         raise SystemExit(f"unknown setting(s) {unknown}; known: {list(SETTINGS)}")
-    default_name = next((n for n, o in SETTINGS.items() if {**default, **o} == default), None)
-    if default_name not in names:
-        names.append(default_name)
+    default_name = next((n for n, o in SETTINGS.items() if o == default), None)
+    if default_name is None:
+        raise SystemExit(f"the package's default {default} is none of SETTINGS")
+    names += [n for n in (*PIPELINE, default_name) if n not in names]
     with tempfile.TemporaryDirectory() as tmp:
         def imported(name):
             path = Path(tmp) / f"{name}.pt"
@@ -223,41 +262,39 @@ def main() -> int:
         pose_path = args.pose or imported("thunder")
         detector = PersonDetector.load(detector_path)
         cache = PassCache(detector)
-        splits = {s: read_split(f"{s}2017") for s in ("train", "val")}
+        splits = {s: read_split(COCO_MINI, f"{s}2017") for s in ("train", "val")}
         photos = {s: [(*photo, read_image(photo[0])) for photo in rows] for s, (_, rows) in splits.items()}
-        settings, found_default = {}, {}
+        settings, kept = {}, {}
         for name in names:
-            for key, value in {**default, **SETTINGS[name]}.items():
-                setattr(detector, key, value)
-            found = {s: detect_all(detector, photos[s], cache) for s in photos}
+            found = {s: detect_all(apply(detector, SETTINGS[name]), photos[s], cache) for s in photos}
             sweep = [detection_metrics(detector, found["train"], t) for t in THRESHOLDS]
             best = choose_threshold(sweep)
             settings[name] = {"options": SETTINGS[name], "threshold": best["threshold"], "train": best,
-                              "val": detection_metrics(detector, found["val"], best["threshold"]), "train_sweep": sweep}
-            if name in (default_name, names[0]):
-                found_default[name] = found["val"]
+                              "val": detection_metrics(detector, found["val"], best["threshold"]), "train_sweep": sweep,
+                              "ceiling": {s: recall_ceiling(found[s]) for s in found}}
+            if name in (*PIPELINE, default_name):
+                kept[name] = found
             print(name, {s: {k: round(v, 3) for k, v in settings[name][s].items() if k in ("recall", "precision")}
                          for s in ("train", "val")}, f"{settings[name]['val']['ms_per_photo']:.0f} ms", flush=True)
         chosen = settings[default_name]
+        if rule_choice(settings) != default_name:
+            print(f"note: the rule picks {rule_choice(settings)!r}, the package's default is {default_name!r}")
         if chosen["threshold"] != det.DEFAULT_SCORE_THRESHOLD:
             print(f"note: the default setting's best train threshold is {chosen['threshold']}, "
                   f"DEFAULT_SCORE_THRESHOLD is {det.DEFAULT_SCORE_THRESHOLD}")
         results = {"detector": str(args.detector or "movenet-multipose.onnx (imported)"),
                    "pose": str(args.pose or "movenet-thunder.onnx (imported)"), "threads": args.threads,
-                   "default": default_name, "settings": settings,
+                   "default": default_name, "rule_choice": rule_choice(settings), "recall_tolerance": RECALL_TOLERANCE,
+                   "settings": settings,
+                   "misses": misses(apply(detector, default), kept[default_name], chosen["threshold"]),
                    "command": command("benchmarks/detector.py"),
                    "environment": environment("onnxruntime", "cpu", "load_average_1_5_15_min")}
         pose = Predictor.load(str(pose_path), flip_test=True)
         results["pipeline"], given_ap = {}, annotated_ap(pose)
-        for name, found in found_default.items():
-            for key, value in {**default, **SETTINGS[name]}.items():
-                setattr(detector, key, value)
-            detector.score_threshold = settings[name]["threshold"]
-            results["pipeline"][name] = pipeline_ap(pose, detector, found, splits["val"][0], given_ap)
-        for key, value in default.items():
-            setattr(detector, key, value)
-        detector.score_threshold = chosen["threshold"]
-        results["default_description"] = detector.describe()
+        for name in (*PIPELINE, default_name):
+            apply(detector, SETTINGS[name], settings[name]["threshold"])
+            results["pipeline"][name] = pipeline_ap(pose, detector, kept[name]["val"], splits["val"][0], given_ap)
+        results["default_description"] = apply(detector, default, chosen["threshold"]).describe()
     write_results(results, args.out, "# Person detector on COCO-MINI\n\n" + markdown(results))
     print(markdown(results))
     return 0
