@@ -23,7 +23,6 @@ for each, so the ms column compares the settings on one core even while the mach
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
