@@ -119,8 +119,11 @@ def cache_to_image_matrix(origin: np.ndarray, side: int, stored: int) -> np.ndar
 
 
 def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """(2, 3) affine ``outer`` after (2, 3) ``inner`` -> (2, 3)."""
-    return outer[:, :2] @ inner + np.array([[0.0, 0.0, outer[0, 2]], [0.0, 0.0, outer[1, 2]]])
+    """(2, 3) affine ``outer`` after (2, 3) ``inner`` -> (2, 3); or (N, 2, 3) after (N, 2, 3) -> (N, 2, 3), slice by
+    slice (each pair gets the bits it gets alone)."""
+    shift = np.zeros(np.broadcast_shapes(outer.shape, inner.shape))
+    shift[..., 2] = outer[..., 2]
+    return np.matmul(outer[..., :2], inner) + shift
 
 
 def cut_region(image: np.ndarray, origin: np.ndarray, side: int, stored: int) -> np.ndarray:
