@@ -1,15 +1,17 @@
-"""Milliseconds per training sample of the input pipeline, step by step, before and after the work of issue #17.
+"""Milliseconds per training sample of the input pipeline, stage by stage, before and after the work of issue #17.
 
-The pipeline is ``TopDownDataset.__getitem__`` with the crop cache plus the trainer's collate, on LSPET train
-(people of images 1-8000 only) at 128 px with the default augmentation, seed 0: the random draws, the crop
-parameters, the cached crop's warp, the keypoints, colour jitter + normalisation, the heatmap targets, the item's
-tensors, the collate. "before" is the code of commit 388e206 kept in ``loader_reference.py``, "after" the package;
-rounds alternate the two in one process. Every step is timed in CPU time (``time.process_time``, one torch
-thread): on a shared, niced machine wall time measures the scheduler, not the code.
+The pipeline is a batch of 32 training items with the crop cache, collated, on LSPET train (people of images 1-8000
+only) at 128 px (``--size``) with the default augmentation, seed 0: the random generators, the crop parameters, the
+cached crop's warp, the keypoints, colour jitter + normalisation, the heatmap targets, the tensors, the collate.
+"before" is the code of commit 388e206 kept in ``loader_reference.py``: ``__getitem__`` item by item, then
+``default_collate``, each step timed per item. "after" is the package's ``TopDownDataset.batch`` (what the trainer
+loads), which runs the same steps one stage at a time for the whole batch and times its own stages (its ``profile``
+argument); it has no collate. Rounds alternate the two in one process. Every step is timed in CPU time
+(``time.process_time``, one torch thread): on a shared, niced machine wall time measures the scheduler, not the code.
 
 The run also checks that both give the same batches: every tensor of ``--check-batches`` batches of 32, bit for bit.
 
-    PYTHONPATH=. python benchmarks/loader_speed.py [--items 640] [--rounds 3] [--seed 0]
+    PYTHONPATH=. python benchmarks/loader_speed.py [--items 640] [--rounds 3] [--seed 0] [--size 128 --sigma 2]
 """
 from __future__ import annotations
 
@@ -36,11 +38,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0, help="augmentation seed and the sample order's seed")
     p.add_argument("--check-batches", type=int, default=40, help="batches compared bit for bit, before vs after")
+    p.add_argument("--size", type=int, default=128, help="input side in pixels (the teacher's: 192)")
+    p.add_argument("--sigma", type=float, default=2.0, help="heatmap sigma (the teacher's: 3)")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/loader_speed.json"))
     return p.parse_args(argv)
 
 
-def build_dataset(seed: int):
+def build_dataset(seed: int, size: int, sigma: float):
     from common import resolve_spec
     from posekit.codecs.heatmap import HeatmapCodec
     from posekit.config import DEFAULT_PADDING
@@ -50,35 +54,18 @@ def build_dataset(seed: int):
     from posekit.data.transforms import AugmentConfig
     from posekit.skeletons import get_skeleton
     samples = load_samples(resolve_spec(TRAIN))
-    augment = AugmentConfig()
-    cache = training_crop_cache(samples, INPUT, DEFAULT_PADDING, augment)
+    augment, input_size = AugmentConfig(), (size, size)
+    cache = training_crop_cache(samples, input_size, DEFAULT_PADDING, augment)
     flip_index = np.array(get_skeleton(samples[0].skeleton).flip_index)
-    return TopDownDataset(samples, HeatmapCodec(INPUT), INPUT, flip_index=flip_index, train=True, augment=augment,
-                          seed=seed, crop_cache=cache)
+    return TopDownDataset(samples, HeatmapCodec(input_size, sigma=sigma), input_size, flip_index=flip_index, train=True,
+                          augment=augment, seed=seed, crop_cache=cache)
 
 
-def versions():
-    """{name: (colour jitter + normalisation, encode, item, collate)} of before and after."""
-    import cv2
+def time_before(dataset, indices) -> dict[str, float]:
+    """CPU milliseconds per sample of each step of the reference item (``loader_reference.py``) over ``indices``,
+    item by item, then of the whole item, of the collate and of both ("whole batch")."""
     import loader_reference as ref
-    from posekit.data.transforms import color_jitter_planes, normalize_planes
-    from posekit.engine.trainer import collate
-    return {
-        "before": (lambda crop, rng, amount: ref.reference_normalize_image(ref.reference_color_jitter(crop, rng, amount)),
-                   ref.reference_encode, ref.reference_item, ref.reference_collate),
-        "after": (lambda crop, rng, amount: normalize_planes(color_jitter_planes(crop, rng, amount)),
-                  lambda codec, keypoints, visible: codec.encode(keypoints, visible),
-                  lambda dataset, index: dataset[index], collate),
-    }, cv2
-
-
-def time_steps(dataset, indices, version) -> dict[str, float]:
-    """CPU milliseconds per sample of each step (the steps of ``__getitem__`` in order, then the whole item and
-    the collate) over ``indices``."""
     import torch
-    from posekit.data.crop_cache import compose
-    from posekit.data.transforms import affine_points, warp_image
-    jitter_normalize, encode, item, collate = version
     clock, spent = time.process_time, {}
 
     def lap(name, start):
@@ -91,42 +78,57 @@ def time_steps(dataset, indices, version) -> dict[str, float]:
         sample = dataset.samples[index]
         rng = np.random.default_rng([dataset.seed, dataset.epoch, index])
         t = lap("random generator", t)
-        matrix, flip = dataset.crop(sample, rng)
+        matrix, flip = ref.reference_crop(dataset, sample, rng)
         t = lap("crop parameters", t)
-        cache = dataset.crop_cache
-        crop = warp_image(cache.crop(index), compose(matrix, cache.to_image[index]), dataset.input_size)
+        crop = ref.reference_warped_crop(dataset, index, matrix)
         t = lap("cache read + warp", t)
         keypoints = sample.keypoints.astype(np.float32).copy()
-        keypoints[:, :2] = affine_points(keypoints[:, :2], matrix)
+        keypoints[:, :2] = ref.reference_affine_points(keypoints[:, :2], matrix)
         if flip:
             keypoints = keypoints[dataset.flip_index]
         visible = keypoints[:, 2] > 0
         t = lap("keypoints", t)
-        image = jitter_normalize(crop, rng, dataset.augment.color)
+        image = ref.reference_normalize_image(ref.reference_color_jitter(crop, rng, dataset.augment.color))
         t = lap("colour jitter + normalisation", t)
-        targets = encode(dataset.codec, keypoints[:, :2], visible.astype(np.float32))
+        targets = ref.reference_encode(dataset.codec, keypoints[:, :2], visible.astype(np.float32))
         t = lap("heatmap targets", t)
         out = {"image": torch.from_numpy(image), "keypoints": torch.from_numpy(keypoints),
                "matrix": torch.from_numpy(matrix.astype(np.float32)), "index": index, "ok": 1}
         out.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in targets.items()})
-        lap("item tensors", t)
+        lap("tensors", t)
     t = clock()
-    items = [item(dataset, index) for index in indices]
+    items = [ref.reference_item(dataset, index) for index in indices]
     t = lap("whole item (__getitem__)", t)
     for start in range(0, len(items) - BATCH + 1, BATCH):
-        collate(items[start:start + BATCH])
+        ref.reference_collate(items[start:start + BATCH])
     lap("collate", t)
-    return {name: 1e3 * seconds / len(indices) for name, seconds in spent.items()}
+    out = {name: 1e3 * seconds / len(indices) for name, seconds in spent.items()}
+    return out | {"whole batch": out["whole item (__getitem__)"] + out["collate"]}
 
 
-def same_batches(dataset, indices, before, after) -> dict:
+def time_after(dataset, indices) -> dict[str, float]:
+    """CPU milliseconds per sample of each stage of ``TopDownDataset.batch`` over ``indices`` in batches of 32, and of
+    the whole batch (there is no separate item, nor a collate)."""
+    profile, start = {}, time.process_time()
+    for first in range(0, len(indices) - BATCH + 1, BATCH):
+        dataset.batch(indices[first:first + BATCH], profile)
+    whole = time.process_time() - start
+    out = {"tensors" if name == "batch tensors" else name: 1e3 * seconds / len(indices) for name, seconds in profile.items()}
+    return out | {"whole item (__getitem__)": float("nan"), "collate": 0.0, "whole batch": 1e3 * whole / len(indices)}
+
+
+VERSIONS = {"before": time_before, "after": time_after}
+
+
+def same_batches(dataset, indices) -> dict:
     """Compare ``len(indices) // BATCH`` batches of the two versions: every key, dtype, shape, stride and bit."""
+    import loader_reference as ref
     import torch
     compared, differing = 0, []
     for start in range(0, len(indices) - BATCH + 1, BATCH):
         chunk = indices[start:start + BATCH]
-        a = before[3]([before[2](dataset, i) for i in chunk])
-        b = after[3]([after[2](dataset, i) for i in chunk])
+        a = ref.reference_collate([ref.reference_item(dataset, i) for i in chunk])
+        b = dataset.batch(chunk)
         same = a.keys() == b.keys() and all(
             a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].stride() == b[k].stride()
             and torch.equal(a[k], b[k]) and (not a[k].is_floating_point()
@@ -137,19 +139,25 @@ def same_batches(dataset, indices, before, after) -> dict:
     return {"batches": compared, "batch_size": BATCH, "identical": not differing, "differing_batches": differing}
 
 
+def _ms(value: float) -> str:
+    return "-" if value != value else f"{value:.3f}"
+
+
 def markdown(results: dict) -> str:
     steps = results["steps_ms_per_sample"]
     lines = ["# Input pipeline: CPU ms per training sample", "",
              f"`{results['command']}` ({results['date']}; {results['items']} LSPET train samples x "
-             f"{results['rounds']} rounds per version, seed {results['seed']}, {INPUT[0]} px, default augmentation, "
-             f"crop cache on, one torch thread; load average {results['load_average']}). CPU time "
-             "(`time.process_time`), median over the rounds; before = commit 388e206 (`benchmarks/loader_reference.py`), "
-             "after = this package.", "",
+             f"{results['rounds']} rounds per version, seed {results['seed']}, {results['size']} px, sigma "
+             f"{results['sigma']}, default augmentation, crop cache on, batches of {BATCH}, one torch thread; load "
+             f"average {results['load_average']}). CPU time (`time.process_time`), median over the rounds; before = "
+             "commit 388e206 (`benchmarks/loader_reference.py`) item by item, then `default_collate`; after = this "
+             "package's `TopDownDataset.batch`, stage by stage for the whole batch.", "",
              "| step | before ms | after ms | after / before |", "|---|---:|---:|---:|"]
     for name, row in steps.items():
-        lines.append(f"| {name} | {row['before']:.3f} | {row['after']:.3f} | {row['after'] / row['before']:.2f} |")
-    total = results["per_sample_pipeline_ms"]
-    lines += ["", f"Per-sample pipeline (whole item + collate): before {total['before']:.3f} ms, after "
+        ratio = row["after"] / row["before"] if row["before"] and row["after"] == row["after"] else float("nan")
+        lines.append(f"| {name} | {_ms(row['before'])} | {_ms(row['after'])} | {'-' if ratio != ratio else f'{ratio:.2f}'} |")
+    total = steps["whole batch"]
+    lines += ["", f"Per-sample pipeline (a whole collated batch): before {total['before']:.3f} ms, after "
                   f"{total['after']:.3f} ms ({total['after'] / total['before']:.2f}x).", ""]
     check = results["same_batches"]
     lines.append(f"Same batches: {check['batches']} batches of {check['batch_size']} compared tensor by tensor "
@@ -161,25 +169,24 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
     torch.set_num_threads(1)
-    dataset = build_dataset(args.seed)
+    dataset = build_dataset(args.seed, args.size, args.sigma)
     order = np.random.default_rng(args.seed).permutation(len(dataset))
     chosen = [int(i) for i in order[:args.items]]
-    table, _ = versions()
-    for name in table:  # warm the page cache and every code path once
-        time_steps(dataset, chosen[:BATCH], table[name])
-    rounds = {name: [] for name in table}
+    for timer in VERSIONS.values():  # warm the page cache and every code path once
+        timer(dataset, chosen[:BATCH])
+    rounds = {name: [] for name in VERSIONS}
     for r in range(args.rounds):
         for name in (("before", "after") if r % 2 == 0 else ("after", "before")):
-            rounds[name].append(time_steps(dataset, chosen, table[name]))
-    steps = {step: {name: float(np.median([rnd[step] for rnd in rounds[name]])) for name in table}
-             for step in rounds["after"][0]}
-    pipeline = {name: steps["whole item (__getitem__)"][name] + steps["collate"][name] for name in table}
+            rounds[name].append(VERSIONS[name](dataset, chosen))
+    names = list(rounds["before"][0]) + [n for n in rounds["after"][0] if n not in rounds["before"][0]]
+    steps = {step: {name: float(np.median([rnd.get(step, float("nan")) for rnd in rounds[name]])) for name in VERSIONS}
+             for step in names}
     check_indices = [int(i) for i in order[:args.check_batches * BATCH]]
     results = {"command": "PYTHONPATH=. python benchmarks/loader_speed.py " + shlex.join(sys.argv[1:] if argv is None else argv),
                "date": datetime.datetime.now().isoformat(timespec="seconds"), "items": args.items,
-               "rounds": args.rounds, "seed": args.seed, "load_average": [round(x, 2) for x in os.getloadavg()],
-               "steps_ms_per_sample": steps, "per_sample_pipeline_ms": pipeline, "rounds_raw": rounds,
-               "same_batches": same_batches(dataset, check_indices, table["before"], table["after"])}
+               "rounds": args.rounds, "seed": args.seed, "size": args.size, "sigma": args.sigma,
+               "load_average": [round(x, 2) for x in os.getloadavg()],
+               "steps_ms_per_sample": steps, "rounds_raw": rounds, "same_batches": same_batches(dataset, check_indices)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
