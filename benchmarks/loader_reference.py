@@ -83,13 +83,20 @@ def reference_warp(image, matrix, output_size) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
-def reference_warped_crop(dataset, index, matrix) -> np.ndarray:
-    """``TopDownDataset.warped_crop`` as it was (``CropCache.warp`` with its ``compose``)."""
+def cached_rgb(cache, index) -> np.ndarray:
+    """The (S, S, 3) RGB crop 388e206's cache stored for ``index``: the RGB bytes of today's RGBA crop (cache version
+    2 stores a fourth byte). Not part of 388e206: ``loader_speed.py`` times this conversion apart."""
+    return cv2.cvtColor(np.asarray(cache.crop(index)), cv2.COLOR_RGBA2RGB)
+
+
+def reference_warped_crop(dataset, index, matrix, source=None) -> np.ndarray:
+    """``TopDownDataset.warped_crop`` as it was (``CropCache.warp`` with its ``compose``); ``source``: the cached
+    RGB crop (:func:`cached_rgb`) when already at hand."""
     cache = dataset.crop_cache
     if cache is not None:
         inner = cache.to_image[index]
         composed = matrix[:, :2] @ inner + np.array([[0.0, 0.0, matrix[0, 2]], [0.0, 0.0, matrix[1, 2]]])
-        return reference_warp(cache.crop(index), composed, dataset.input_size)
+        return reference_warp(cached_rgb(cache, index) if source is None else source, composed, dataset.input_size)
     return reference_warp(read_image(dataset.samples[index].image_path), matrix, dataset.input_size)
 
 

@@ -91,8 +91,8 @@ class TopDownDataset(Dataset):
         return matrices[0], bool(flips[0])
 
     def source_image(self, index: int) -> np.ndarray:
-        """The (H, W, 3) uint8 pixels sample ``index`` is warped from: its cached crop when there is a crop cache,
-        else the decoded image; DataError when the image cannot be read."""
+        """The uint8 pixels sample ``index`` is warped from: its cached crop (S, S, 4) RGBA when there is a crop
+        cache, else the decoded image (H, W, 3); DataError when the image cannot be read."""
         if self.crop_cache is not None:
             return self.crop_cache.crop(index)
         return read_image(self.samples[index].image_path)
@@ -163,11 +163,11 @@ class TopDownDataset(Dataset):
         """(N, H, W, 3) uint8 crops of ``indices`` through ``matrices`` (N, 2, 3), and ok (N,) bool: False (and a
         black crop) where the image cannot be read."""
         w, h = self.input_size
-        crops = np.empty((len(indices), h, w, 3), np.uint8)
+        crops, rgba = np.empty((len(indices), h, w, 3), np.uint8), np.empty((h, w, 4), np.uint8)
         ok = np.ones(len(indices), bool)
         for j, (index, matrix) in enumerate(zip(indices, self.source_matrices(indices, matrices))):
             try:
-                warp_image(self.source_image(index), matrix, self.input_size, out=crops[j])
+                warp_image(self.source_image(index), matrix, self.input_size, out=crops[j], rgba=rgba)
             except DataError as err:
                 log.warning("skipping unreadable image: %s", err)
                 crops[j], ok[j] = 0, False

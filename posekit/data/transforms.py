@@ -115,12 +115,23 @@ def affine_points(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
 
 
-def warp_image(image: np.ndarray, matrix: np.ndarray, output_size: tuple[int, int],
-               out: np.ndarray | None = None) -> np.ndarray:
-    """image: (H, W, 3) uint8 -> (out_h, out_w, 3) crop; outside the image is black. ``out``: a contiguous
-    (out_h, out_w, 3) uint8 array to write the crop into (a batch's slot: no allocation per crop)."""
-    return cv2.warpAffine(image, matrix, (int(output_size[0]), int(output_size[1])), dst=out, flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+def warp_image(image: np.ndarray, matrix: np.ndarray, output_size: tuple[int, int], out: np.ndarray | None = None,
+               rgba: np.ndarray | None = None) -> np.ndarray:
+    """image: (H, W, 3) uint8 RGB, or (H, W, 4) RGBA whose fourth channel is ignored (the crop cache's layout:
+    OpenCV warps 4 channels faster than 3, per channel the same bytes) -> (out_h, out_w, 3) RGB crop; outside the
+    image is black. ``out``: a contiguous (out_h, out_w, 3) uint8 array to write the crop into (a batch's slot: no
+    allocation per crop); ``rgba``: a contiguous (out_h, out_w, 4) uint8 buffer for an RGBA image's warp."""
+    size = (int(output_size[0]), int(output_size[1]))
+    for name, buffer, channels in (("out", out, 3), ("rgba", rgba, 4)):
+        if buffer is not None and (buffer.shape != (size[1], size[0], channels) or buffer.dtype != np.uint8
+                                   or not buffer.flags.c_contiguous):  # OpenCV would write a new array instead
+            raise ValueError(f"{name} must be a contiguous ({size[1]}, {size[0]}, {channels}) uint8 array")
+    if image.ndim == 3 and image.shape[2] == 4:
+        rgba = cv2.warpAffine(image, matrix, size, dst=rgba, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=(0, 0, 0, 0))
+        return cv2.cvtColor(rgba, cv2.COLOR_RGBA2RGB, dst=out)
+    return cv2.warpAffine(image, matrix, size, dst=out, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=(0, 0, 0))
 
 
 def flip_keypoints_order(keypoints: np.ndarray, flip_index: np.ndarray) -> np.ndarray:
