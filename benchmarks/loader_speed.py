@@ -116,7 +116,8 @@ def time_after(dataset, indices) -> dict[str, float]:
     for first in range(0, len(indices) - BATCH + 1, BATCH):
         dataset.batch(indices[first:first + BATCH], profile)
     whole = time.process_time() - start
-    out = {"tensors" if name == "batch tensors" else name: 1e3 * seconds / len(indices) for name, seconds in profile.items()}
+    out = {"tensors" if name == "batch tensors" else name: 1e3 * seconds / len(indices)
+           for name, seconds in profile.items()}
     return out | {CONVERSION: float("nan"), "whole item (__getitem__)": float("nan"), "collate": 0.0,
                   "whole batch": 1e3 * whole / len(indices)}
 
@@ -163,7 +164,8 @@ def markdown(results: dict) -> str:
              "| step | before ms | after ms | after / before |", "|---|---:|---:|---:|"]
     for name, row in steps.items():
         ratio = row["after"] / row["before"] if row["before"] and row["after"] == row["after"] else float("nan")
-        lines.append(f"| {name} | {_ms(row['before'])} | {_ms(row['after'])} | {'-' if ratio != ratio else f'{ratio:.2f}'} |")
+        shown = "-" if ratio != ratio else f"{ratio:.2f}"
+        lines.append(f"| {name} | {_ms(row['before'])} | {_ms(row['after'])} | {shown} |")
     total = steps["whole batch"]
     lines += ["", f"Per-sample pipeline (a whole collated batch): before {total['before']:.3f} ms, after "
                   f"{total['after']:.3f} ms ({total['after'] / total['before']:.2f}x).", ""]

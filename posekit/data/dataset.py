@@ -3,7 +3,9 @@ or a whole batch at once."""
 from __future__ import annotations
 
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -30,6 +32,18 @@ def check_crop_cache(cache, samples: list[Sample], input_size, padding: float, a
     if len(cache) != len(samples) or not cache.settings.covers(wanted):
         raise ValueError(f"the crop cache {cache.directory} ({len(cache)} samples, {cache.settings}) does not cover "
                          f"{len(samples)} samples with {wanted}")
+
+
+#: (process id, threads) -> the thread pool :meth:`TopDownDataset.images` uses in that process (a forked DataLoader
+#: worker has none of its parent's threads, so it must not reuse the parent's pool)
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    key = (os.getpid(), threads)
+    if key not in _POOLS:
+        _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="posekit-crops")
+    return _POOLS[key]
 
 
 class _Laps:
@@ -59,12 +73,16 @@ class TopDownDataset(Dataset):
     ``crop_cache`` (a :class:`~posekit.data.crop_cache.CropCache` of these samples, made with this dataset's
     input size, padding and augmentation) replaces decoding the image with warping its cached person crop:
     the random draws, keypoints, targets and matrices stay the same, only the pixels are resampled once more.
+    ``threads``: how many threads make a batch's crops (None: as many as torch's intra-op threads; DataLoader
+    workers run with one).
     """
 
     def __init__(self, samples: list[Sample], codec, input_size: tuple[int, int], *, flip_index: np.ndarray,
                  train: bool = False, augment: AugmentConfig | None = None, seed: int = 0,
-                 padding: float = DEFAULT_PADDING, crop_cache=None):
+                 padding: float = DEFAULT_PADDING, crop_cache=None, threads: int | None = None):
         self.samples = samples
+        #: threads that make a batch's crops (:meth:`images`); None: torch's intra-op threads at the time
+        self.threads = threads
         self.codec = codec
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.flip_index = np.asarray(flip_index)
@@ -123,9 +141,9 @@ class TopDownDataset(Dataset):
 
         Made one stage at a time for the whole batch rather than item by item: the geometry, keypoints and targets
         are a few array operations for all N, the per-crop work (warp, colour jitter, normalisation) reuses one set
-        of buffers and writes straight into the batch, and each stage's code and tables stay hot in the CPU's
-        caches. Every sample still draws from its own generator in the old order (crop, jitter, AID). ``profile``:
-        a dict that gets the CPU seconds of each stage added (benchmarks/loader_speed.py).
+        of buffers and writes straight into the batch (on :attr:`threads` threads), and each stage's code and tables
+        stay hot in the CPU's caches. Every sample still draws from its own generator in the old order (crop,
+        jitter, AID). ``profile``: a dict that gets the CPU seconds of each stage added (benchmarks/loader_speed.py).
         """
         lap = _Laps(profile)
         indices = [int(i) for i in indices]
@@ -141,15 +159,12 @@ class TopDownDataset(Dataset):
         matrices, flips = augmented_crop_matrices(np.stack([s.box for s in samples]), draws, self.input_size,
                                                   self.padding)
         lap("crop parameters")
-        crops, ok = self.warped_crops(indices, matrices)
-        lap("cache read + warp")
         keypoints = np.stack([s.keypoints for s in samples]).astype(np.float32)
         keypoints[:, :, :2] = affine_points(keypoints[:, :, :2], matrices)
         keypoints[flips] = keypoints[flips][:, self.flip_index]
-        visible = (keypoints[:, :, 2] > 0) & ok[:, None]
         lap("keypoints")
-        images = self.normalized_images(crops, draws, rngs, keypoints, visible)
-        lap("colour jitter + normalisation")
+        images, ok = self.images(indices, matrices, draws, rngs, keypoints, lap)
+        visible = (keypoints[:, :, 2] > 0) & ok[:, None]
         targets = self.codec.encode_batch(keypoints[:, :, :2], visible.astype(np.float32))
         lap("heatmap targets")
         batch = {"image": images, "keypoints": torch.from_numpy(keypoints),
@@ -159,36 +174,59 @@ class TopDownDataset(Dataset):
         lap("batch tensors")
         return batch
 
-    def warped_crops(self, indices: list[int], matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, H, W, 3) uint8 crops of ``indices`` through ``matrices`` (N, 2, 3), and ok (N,) bool: False (and a
-        black crop) where the image cannot be read."""
+    def images(self, indices: list[int], matrices: np.ndarray, draws: np.ndarray | None, rngs, keypoints: np.ndarray,
+               lap) -> tuple[torch.Tensor, np.ndarray]:
+        """The model input of a batch: (N, 3, H, W) float32 images and ok (N,) bool (False, and a black crop,
+        where the image cannot be read), from ``matrices`` (N, 2, 3) image -> crop, the ``draws`` (None without
+        ``rngs``) and the crop-pixel ``keypoints`` (N, K, 3) (for AID).
+
+        With more than one :attr:`threads` the samples are split into that many contiguous runs done in parallel:
+        OpenCV and NumPy release the GIL in their loops, and in the training process (workers 0) torch's own
+        threads are idle while a batch is made. Every sample gets its own draws and buffers' worth of work, so
+        the bits do not depend on the split."""
         w, h = self.input_size
-        crops, rgba = np.empty((len(indices), h, w, 3), np.uint8), np.empty((h, w, 4), np.uint8)
-        ok = np.ones(len(indices), bool)
-        for j, (index, matrix) in enumerate(zip(indices, self.source_matrices(indices, matrices))):
+        images = torch.empty((len(indices), 3, h, w), dtype=torch.float32)
+        out, ok = images.numpy(), np.ones(len(indices), bool)
+        sources = self.source_matrices(indices, matrices)
+        threads = max(1, min(len(indices), self.threads or torch.get_num_threads()))
+
+        def run(rows, laps):
+            self.images_into(out, ok, rows, [indices[j] for j in rows], sources[rows], draws, rngs, keypoints, laps)
+
+        if threads == 1:
+            run(np.arange(len(indices)), lap)
+            return images, ok
+        for future in [_pool(threads).submit(run, rows, _Laps(None))
+                       for rows in np.array_split(np.arange(len(indices)), threads)]:
+            future.result()
+        lap(f"warp + colour jitter + normalisation ({threads} threads)")
+        return images, ok
+
+    def images_into(self, out: np.ndarray, ok: np.ndarray, rows: np.ndarray, indices: list[int], sources: np.ndarray,
+                    draws: np.ndarray | None, rngs, keypoints: np.ndarray, lap) -> None:
+        """Rows ``rows`` of a batch: warp samples ``indices`` through ``sources`` (one (2, 3) source -> crop matrix
+        each), jitter them with their ``draws`` (columns 5-7), AID when its coin (drawn now from the sample's
+        generator) says so, normalise into ``out[rows]`` (N, 3, H, W) float32, and clear ``ok`` where the image
+        cannot be read."""
+        w, h = self.input_size
+        crops, rgba = np.empty((len(rows), h, w, 3), np.uint8), np.empty((h, w, 4), np.uint8)
+        scratch = PixelScratch(h, w)
+        for crop, index, source, j in zip(crops, indices, sources, rows):
             try:
-                warp_image(self.source_image(index), matrix, self.input_size, out=crops[j], rgba=rgba)
+                warp_image(self.source_image(index), source, self.input_size, out=crop, rgba=rgba)
             except DataError as err:
                 log.warning("skipping unreadable image: %s", err)
-                crops[j], ok[j] = 0, False
-        return crops, ok
-
-    def normalized_images(self, crops: np.ndarray, draws: np.ndarray | None, rngs, keypoints: np.ndarray,
-                          visible: np.ndarray) -> torch.Tensor:
-        """(N, H, W, 3) uint8 crops -> (N, 3, H, W) float32 model input: colour jitter with each crop's drawn factors
-        (``draws`` columns 5-7; none without ``rngs``), AID when its coin (drawn now from the crop's generator)
-        says so, then normalisation, written into the batch tensor crop by crop."""
-        n, h, w = crops.shape[:3]
-        images = torch.empty((n, 3, h, w), dtype=torch.float32)
-        out, scratch = images.numpy(), PixelScratch(h, w)
+                crop[:], ok[j] = 0, False
+        lap("cache read + warp")
         jitter = rngs is not None and self.augment.color > 0
         aid = rngs is not None and self.augment.aid_prob > 0
-        for j in range(n):
-            planes = jittered_planes(crops[j], draws[j, 5:8], scratch) if jitter else scratch.split(crops[j])
+        for crop, j in zip(crops, rows):
+            planes = jittered_planes(crop, draws[j, 5:8], scratch) if jitter else scratch.split(crop)
             if aid and rngs[j].random() < self.augment.aid_prob:
-                planes = scratch.split(self.drop_information(planes, keypoints[j], visible[j], rngs[j]))
+                visible = (keypoints[j, :, 2] > 0) & ok[j]
+                planes = scratch.split(self.drop_information(planes, keypoints[j], visible, rngs[j]))
             normalize_planes(planes, out=out[j])
-        return images
+        lap("colour jitter + normalisation")
 
     def drop_information(self, planes: np.ndarray, keypoints: np.ndarray, visible: np.ndarray, rng) -> np.ndarray:
         """AID on one jittered crop: (3, H, W) uint8 planes -> (H, W, 3) uint8, around its visible joints that lie

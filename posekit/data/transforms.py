@@ -80,7 +80,8 @@ def crop_matrices(centers: np.ndarray, sizes: np.ndarray, output_size: tuple[int
     matrices[:, :, 2] = out_center - np.matmul(linear, np.asarray(centers, dtype=np.float64).reshape(-1, 2, 1))[:, :, 0]
     flips = np.asarray(flips, dtype=bool).reshape(-1)
     if flips.any():
-        square = np.concatenate([matrices[flips], np.broadcast_to([[[0.0, 0.0, 1.0]]], (int(flips.sum()), 1, 3))], axis=1)
+        bottom = np.broadcast_to([[[0.0, 0.0, 1.0]]], (int(flips.sum()), 1, 3))
+        square = np.concatenate([matrices[flips], bottom], axis=1)
         matrices[flips] = np.matmul(_mirror(out_w), square)[:, :2]
     return matrices
 

@@ -68,6 +68,7 @@ class TrainConfig:
     final_lr_ratio: float = 0.01
     workers: int = field(default_factory=default_workers)  # DataLoader worker processes (0: load in the training process)
     threads: int | None = None                   # torch intra-op threads (None: torch's default, all cores)
+    loader_threads: int | None = None            # threads making each batch's crops (None: as many as torch's)
     seed: int = 0
     device: str = "cpu"
     amp: bool = False                            # mixed precision: bf16 autocast on the CPU (fp32 weights)
@@ -122,6 +123,7 @@ class TrainOptionError(ValueError):
 #: the allowed range of numeric options: (lowest, highest), None = unbounded; ints are checked as ints
 OPTION_RANGES = {"epochs": (1, None), "batch_size": (1, None), "lr": (0, None), "weight_decay": (0, None),
                  "warmup_iters": (0, None), "final_lr_ratio": (0, 1), "workers": (0, None), "threads": (1, None),
+                 "loader_threads": (1, None),
                  "val_every": (1, None), "max_iters_per_epoch": (1, None), "sigma": (0, None),
                  "max_skipped_share": (0, 1)}
 #: options that must be strictly above their lowest value

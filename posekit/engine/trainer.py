@@ -136,7 +136,8 @@ class Trainer:
         crop_cache = training_crop_cache(self.train_samples, cfg.input_size, DEFAULT_PADDING, augment,
                                          cfg.cache_dir) if cfg.crop_cache else None
         self.dataset = TopDownDataset(self.train_samples, self.codec, cfg.input_size, flip_index=np.array(self.flip_index),
-                                      train=True, augment=augment, seed=cfg.seed, crop_cache=crop_cache)
+                                      train=True, augment=augment, seed=cfg.seed, crop_cache=crop_cache,
+                                      threads=cfg.loader_threads)
         self.steps_per_epoch = len(self.dataset) // self.world // cfg.batch_size
         if cfg.max_iters_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_iters_per_epoch)

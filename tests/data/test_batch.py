@@ -193,10 +193,25 @@ def test_a_batch_is_its_items_collated_and_an_item_is_a_batch_of_one(tmp_path, o
 
 
 def test_batch_profile_adds_cpu_seconds_per_stage(tmp_path):
-    dataset = TopDownDataset(people(tmp_path), HeatmapCodec((64, 64)), (64, 64), flip_index=LSP.flip_index, train=True)
+    dataset = TopDownDataset(people(tmp_path), HeatmapCodec((64, 64)), (64, 64), flip_index=LSP.flip_index, train=True,
+                             threads=1)
     profile = {}
     dataset.batch([0, 1], profile)
     dataset.batch([2, 3], profile)
-    assert list(profile) == ["random generator", "crop parameters", "cache read + warp", "keypoints",
+    assert list(profile) == ["random generator", "crop parameters", "keypoints", "cache read + warp",
                              "colour jitter + normalisation", "heatmap targets", "batch tensors"]
     assert all(seconds >= 0 for seconds in profile.values())
+
+
+@pytest.mark.parametrize("aid_prob", [0.0, 1.0])
+def test_threads_split_the_crops_without_changing_a_bit(tmp_path, aid_prob):
+    samples = people(tmp_path, count=7)
+    (tmp_path / "p5.png").write_bytes(b"broken")
+    make = lambda threads: TopDownDataset(samples, HeatmapCodec((48, 64)), (48, 64), flip_index=LSP.flip_index,
+                                          train=True, augment=AugmentConfig(aid_prob=aid_prob), seed=4, threads=threads)
+    one, three = make(1), make(3)
+    profile = {}
+    for epoch in range(2):
+        one.set_epoch(epoch), three.set_epoch(epoch)
+        assert_same_batch(one.batch([6, 5, 1, 0, 2, 3, 4]), three.batch([6, 5, 1, 0, 2, 3, 4], profile))
+    assert "warp + colour jitter + normalisation (3 threads)" in profile

@@ -189,6 +189,7 @@ def test_cached_crops_are_rgba_whose_rgb_is_the_three_channel_region_and_warp():
     plain[:, 10:] = image[5:85, :70]
     np.testing.assert_array_equal(region[..., :3], cv2.resize(plain, (53, 53), interpolation=cv2.INTER_AREA))
     matrix = crop_matrix(np.array([26.0, 27.0]), np.array([40.0, 40.0]), (32, 24), rotation=17.0, flip=True)
-    np.testing.assert_array_equal(warp_image(region, matrix, (32, 24)), warp_image(region[..., :3].copy(), matrix, (32, 24)))
+    rgb = region[..., :3].copy()
+    np.testing.assert_array_equal(warp_image(region, matrix, (32, 24)), warp_image(rgb, matrix, (32, 24)))
     with pytest.raises(ValueError, match="rgba must be a contiguous"):
         warp_image(region, matrix, (32, 24), rgba=np.empty((24, 32, 3), np.uint8))
