@@ -57,24 +57,18 @@ def integer_centre_patch(sigma: float, window: float) -> np.ndarray:
 
 def paste_patches(heatmaps: np.ndarray, centers: np.ndarray, patch: np.ndarray, joints) -> None:
     """Write ``patch`` (2r + 1, 2r + 1) centred on integer ``centers[k]`` ``(x, y)`` into ``heatmaps[k]`` (h, w) for
-    each k in ``joints``, cut at the map's edges; ``heatmaps`` (M, h, w) must be C-contiguous. All the joints' patches
-    go in with one scatter into the flat maps (a slice copy per joint costs a few microseconds of indexing each)."""
+    each k in ``joints``, cut at the map's edges; every such patch must overlap its map. The cut bounds of all
+    joints are computed in one go; only the slice copies run per joint (faster than one scatter of all patches,
+    whose index arrays cost more than the copies)."""
     joints = np.asarray(joints, dtype=np.int64).reshape(-1)
-    if not heatmaps.flags.c_contiguous:
-        raise ValueError("paste_patches writes through a flat view: heatmaps must be C-contiguous")
-    if not len(joints):
-        return
+    reach = patch.shape[0] // 2
     _, h, w = heatmaps.shape
-    offsets = np.arange(patch.shape[0]) - patch.shape[0] // 2
     at = np.asarray(centers)[joints].astype(np.int64)  # (J, 2) x, y, truncated as int() would
-    xs, ys = at[:, :1] + offsets, at[:, 1:] + offsets  # (J, 2r + 1) map columns and rows of each patch
-    index = (joints[:, None, None] * h + ys[:, :, None]) * w + xs[:, None, :]  # (J, 2r + 1, 2r + 1) flat positions
-    inside = ((ys >= 0) & (ys < h))[:, :, None] & ((xs >= 0) & (xs < w))[:, None, :]
-    flat = heatmaps.reshape(-1)
-    if inside.all():
-        flat[index] = patch
-    else:
-        flat[index[inside]] = np.broadcast_to(patch, index.shape)[inside]
+    low = np.maximum(at - reach, 0)
+    high = np.minimum(at + reach + 1, [w, h])
+    bounds = np.concatenate([low, high, low - at + reach, high - at + reach], axis=1).tolist()
+    for k, (x0, y0, x1, y1, px0, py0, px1, py1) in zip(joints.tolist(), bounds):
+        heatmaps[k, y0:y1, x0:x1] = patch[py0:py1, px0:px1]
 
 
 def render_gaussians(centers: np.ndarray, heatmap_size: tuple[int, int], sigma: float,
