@@ -34,8 +34,8 @@ BATCH = 32
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--items", type=int, default=640, help="samples timed per round and version")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--items", type=int, default=640, help="samples timed per round and version (batches of 32)")
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--seed", type=int, default=0, help="augmentation seed and the sample order's seed")
     p.add_argument("--check-batches", type=int, default=40, help="batches compared bit for bit, before vs after")
     p.add_argument("--size", type=int, default=128, help="input side in pixels (the teacher's: 192)")
@@ -61,9 +61,9 @@ def build_dataset(seed: int, size: int, sigma: float):
                           augment=augment, seed=seed, crop_cache=cache)
 
 
-def time_before(dataset, indices) -> dict[str, float]:
-    """CPU milliseconds per sample of each step of the reference item (``loader_reference.py``) over ``indices``,
-    item by item, then of the whole item, of the collate and of both ("whole batch")."""
+def time_before(dataset, chunk) -> dict[str, float]:
+    """CPU seconds of each step of the reference item (``loader_reference.py``) over the indices ``chunk``, item by
+    item, then of the whole items, of their collate and of both ("whole batch")."""
     import loader_reference as ref
     import torch
     clock, spent = time.process_time, {}
@@ -73,7 +73,7 @@ def time_before(dataset, indices) -> dict[str, float]:
         spent[name] = spent.get(name, 0.0) + now - start
         return now
 
-    for index in indices:
+    for index in chunk:
         t = clock()
         sample = dataset.samples[index]
         rng = np.random.default_rng([dataset.seed, dataset.epoch, index])
@@ -99,32 +99,40 @@ def time_before(dataset, indices) -> dict[str, float]:
         out.update({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in targets.items()})
         lap("tensors", t)
     t = clock()
-    items = [ref.reference_item(dataset, index) for index in indices]
+    items = [ref.reference_item(dataset, index) for index in chunk]
     t = lap("whole item (__getitem__)", t)
-    for start in range(0, len(items) - BATCH + 1, BATCH):
-        ref.reference_collate(items[start:start + BATCH])
+    ref.reference_collate(items)
     lap("collate", t)
-    out = {name: 1e3 * seconds / len(indices) for name, seconds in spent.items()}
     # the whole item converts the RGBA cache's crop to the RGB one 388e206 read: not part of that pipeline
-    return out | {"whole batch": out["whole item (__getitem__)"] + out["collate"] - out[CONVERSION]}
+    return spent | {"whole batch": spent["whole item (__getitem__)"] + spent["collate"] - spent[CONVERSION]}
 
 
-def time_after(dataset, indices) -> dict[str, float]:
-    """CPU milliseconds per sample of each stage of ``TopDownDataset.batch`` over ``indices`` in batches of 32, and of
-    the whole batch (there is no separate item, nor a collate)."""
+def time_after(dataset, chunk) -> dict[str, float]:
+    """CPU seconds of each stage of ``TopDownDataset.batch`` on the indices ``chunk`` and of the whole batch (there
+    is no separate item, nor a collate)."""
     profile, start = {}, time.process_time()
-    for first in range(0, len(indices) - BATCH + 1, BATCH):
-        dataset.batch(indices[first:first + BATCH], profile)
+    dataset.batch(chunk, profile)
     whole = time.process_time() - start
-    out = {"tensors" if name == "batch tensors" else name: 1e3 * seconds / len(indices)
-           for name, seconds in profile.items()}
-    return out | {CONVERSION: float("nan"), "whole item (__getitem__)": float("nan"), "collate": 0.0,
-                  "whole batch": 1e3 * whole / len(indices)}
+    return {"tensors" if name == "batch tensors" else name: seconds for name, seconds in profile.items()} | {
+        CONVERSION: float("nan"), "whole item (__getitem__)": float("nan"), "collate": 0.0, "whole batch": whole}
 
 
 VERSIONS = {"before": time_before, "after": time_after}
 #: the step of "before" that 388e206 did not have (its cache held RGB crops), subtracted from its whole batch
 CONVERSION = "(cached RGBA crop -> RGB, not in 388e206)"
+
+
+def timed_round(dataset, indices, flip: int) -> dict[str, dict[str, float]]:
+    """One round: {version: {step: CPU ms per sample}} over ``indices`` in batches of 32, the two versions taking
+    turns batch by batch (which goes first alternates, ``flip`` shifts it), so both see the same machine."""
+    spent = {name: {} for name in VERSIONS}
+    starts = range(0, len(indices) - BATCH + 1, BATCH)
+    for k, start in enumerate(starts):
+        for name in (list(VERSIONS) if (k + flip) % 2 == 0 else list(VERSIONS)[::-1]):
+            for step, seconds in VERSIONS[name](dataset, indices[start:start + BATCH]).items():
+                spent[name][step] = spent[name].get(step, 0.0) + seconds
+    count = len(starts) * BATCH
+    return {name: {step: 1e3 * seconds / count for step, seconds in steps.items()} for name, steps in spent.items()}
 
 
 def same_batches(dataset, indices) -> dict:
@@ -156,7 +164,8 @@ def markdown(results: dict) -> str:
              f"`{results['command']}` ({results['date']}; {results['items']} LSPET train samples x "
              f"{results['rounds']} rounds per version, seed {results['seed']}, {results['size']} px, sigma "
              f"{results['sigma']}, default augmentation, crop cache on, batches of {BATCH}, one torch thread; load "
-             f"average {results['load_average']}). CPU time (`time.process_time`), median over the rounds; before = "
+             f"average {results['load_average']}). CPU time (`time.process_time`), median over the rounds, the versions "
+             "taking turns batch by batch; before = "
              "commit 388e206 (`benchmarks/loader_reference.py`) item by item, then `default_collate`; after = this "
              "package's `TopDownDataset.batch`, stage by stage for the whole batch. The crop cache now stores RGBA "
              "crops (a faster warp); before reads the RGB bytes 388e206's cache held through one conversion per item, "
@@ -166,9 +175,9 @@ def markdown(results: dict) -> str:
         ratio = row["after"] / row["before"] if row["before"] and row["after"] == row["after"] else float("nan")
         shown = "-" if ratio != ratio else f"{ratio:.2f}"
         lines.append(f"| {name} | {_ms(row['before'])} | {_ms(row['after'])} | {shown} |")
-    total = steps["whole batch"]
+    total, ratios = steps["whole batch"], results["after_over_before_per_round"]
     lines += ["", f"Per-sample pipeline (a whole collated batch): before {total['before']:.3f} ms, after "
-                  f"{total['after']:.3f} ms ({total['after'] / total['before']:.2f}x).", ""]
+                  f"{total['after']:.3f} ms; after / before per round {ratios}, median {np.median(ratios):.2f}.", ""]
     check = results["same_batches"]
     lines.append(f"Same batches: {check['batches']} batches of {check['batch_size']} compared tensor by tensor "
                  f"(dtype, shape, stride, every bit): {'identical' if check['identical'] else 'DIFFERENT: ' + str(check['differing_batches'])}.")
@@ -186,17 +195,19 @@ def main(argv=None) -> int:
         timer(dataset, chosen[:BATCH])
     rounds = {name: [] for name in VERSIONS}
     for r in range(args.rounds):
-        for name in (("before", "after") if r % 2 == 0 else ("after", "before")):
-            rounds[name].append(VERSIONS[name](dataset, chosen))
+        for name, steps in timed_round(dataset, chosen, r).items():
+            rounds[name].append(steps)
     names = list(rounds["before"][0]) + [n for n in rounds["after"][0] if n not in rounds["before"][0]]
     steps = {step: {name: float(np.median([rnd.get(step, float("nan")) for rnd in rounds[name]])) for name in VERSIONS}
              for step in names}
+    ratios = [a["whole batch"] / b["whole batch"] for a, b in zip(rounds["after"], rounds["before"])]
     check_indices = [int(i) for i in order[:args.check_batches * BATCH]]
     results = {"command": "PYTHONPATH=. python benchmarks/loader_speed.py " + shlex.join(sys.argv[1:] if argv is None else argv),
                "date": datetime.datetime.now().isoformat(timespec="seconds"), "items": args.items,
                "rounds": args.rounds, "seed": args.seed, "size": args.size, "sigma": args.sigma,
                "load_average": [round(x, 2) for x in os.getloadavg()],
-               "steps_ms_per_sample": steps, "rounds_raw": rounds, "same_batches": same_batches(dataset, check_indices)}
+               "steps_ms_per_sample": steps, "after_over_before_per_round": [round(r, 3) for r in ratios],
+               "rounds_raw": rounds, "same_batches": same_batches(dataset, check_indices)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))

@@ -43,7 +43,8 @@ def default_workers() -> int:
 
     On 2 cores a worker process is a third busy thread next to the two training threads, and every time it
     preempts one of them the other waits for it; in-process loading costs each step the items' preparation
-    (about 1.5 ms of CPU per 128-px item with the crop cache, benchmarks/results/loader_speed.md) and no more.
+    (about 0.5 ms of CPU per 128-px item with the crop cache, benchmarks/results/loader_speed.md, on the idle torch
+    threads too: ``loader_threads``) and no more.
     Measured end to end / model-only: benchmarks/results/train_speed.md."""
     cores = os.cpu_count() or 1
     return 0 if cores <= 2 else min(4, cores // 2)
