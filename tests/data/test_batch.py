@@ -215,3 +215,17 @@ def test_threads_split_the_crops_without_changing_a_bit(tmp_path, aid_prob):
         one.set_epoch(epoch), three.set_epoch(epoch)
         assert_same_batch(one.batch([6, 5, 1, 0, 2, 3, 4]), three.batch([6, 5, 1, 0, 2, 3, 4], profile))
     assert "warp + colour jitter + normalisation (3 threads)" in profile
+
+
+def test_a_forked_worker_makes_the_same_batches_on_its_own_threads(tmp_path):
+    """The trainer's loader: BatchedView + BatchSampler, batch_size None. A worker forked after the parent used its
+    thread pool gets a pool of its own (the parent's threads do not survive the fork)."""
+    samples = people(tmp_path, count=6)
+    dataset = TopDownDataset(samples, HeatmapCodec((64, 64)), (64, 64), flip_index=LSP.flip_index, train=True, seed=1,
+                             threads=2)
+    expected = [dataset.batch(chunk) for chunk in ([3, 1, 4], [0, 5, 2])]  # the parent's pool is in use now
+    sampler = torch.utils.data.BatchSampler([3, 1, 4, 0, 5, 2], 3, drop_last=True)
+    loader = torch.utils.data.DataLoader(BatchedView(dataset), batch_size=None, sampler=sampler, num_workers=1,
+                                         multiprocessing_context="fork")
+    for batch, want in zip(loader, expected, strict=True):
+        assert_same_batch(batch, want)
