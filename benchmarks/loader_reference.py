@@ -1,22 +1,103 @@
 """The training item as posekit built it before the input-pipeline work of issue #17 (commit 388e206): the
 "before" that ``loader_speed.py`` times and checks the package against. Not part of the package, not used by it.
 
-Copied from that commit's ``posekit/data/transforms.py`` (colour jitter, normalisation), ``posekit/codecs/heatmap.py``
-(biased targets rendered over the whole map) and ``posekit/data/dataset.py`` (``TopDownDataset.__getitem__``),
-with only the names changed; ``reference_item(dataset, index)`` is that ``__getitem__`` on a current dataset.
+Copied from that commit's ``posekit/data/transforms.py`` (colour jitter, normalisation, and the crop geometry: box ->
+centre and size, the random crop parameters, the crop matrix, keypoints through it), ``posekit/data/crop_cache.py``
+(composing with the cache's matrix), ``posekit/codecs/heatmap.py`` (biased targets rendered over the whole map) and
+``posekit/data/dataset.py`` (``TopDownDataset.crop``, ``warped_crop`` and ``__getitem__``), with only the names
+changed; ``reference_item(dataset, index)`` is that ``__getitem__`` on a current dataset, reading only its settings,
+samples and crop cache.
 """
 from __future__ import annotations
 
 import logging
 
+import cv2
 import numpy as np
 import torch
 
 from posekit.codecs.base import check_person
 from posekit.data.sample import DataError
-from posekit.data.transforms import _NORMALIZED_LEVELS, IMAGE_MEAN, IMAGE_STD, affine_points
+from posekit.data.io import read_image
+from posekit.data.transforms import _NORMALIZED_LEVELS, IMAGE_MEAN, IMAGE_STD
 
 log = logging.getLogger(__name__)
+
+
+def reference_box_to_center_scale(box, aspect_ratio, padding):
+    x, y, w, h = (float(v) for v in box)
+    if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
+        raise ValueError(f"person box must be finite with positive size, got {box}")
+    center = np.array([x + w / 2, y + h / 2], dtype=np.float32)
+    if w > aspect_ratio * h:
+        h = w / aspect_ratio
+    else:
+        w = h * aspect_ratio
+    return center, np.array([w * padding, h * padding], dtype=np.float32)
+
+
+def reference_crop_matrix(center, size, output_size, rotation=0.0, flip=False) -> np.ndarray:
+    out_w, out_h = output_size
+    sx, sy = out_w / float(size[0]), out_h / float(size[1])
+    theta = np.deg2rad(rotation)
+    cos, sin = np.cos(theta), np.sin(theta)
+    linear = np.array([[sx * cos, sx * sin], [-sy * sin, sy * cos]], dtype=np.float64)
+    out_center = np.array([(out_w - 1) / 2.0, (out_h - 1) / 2.0])
+    matrix = np.zeros((2, 3), dtype=np.float64)
+    matrix[:, :2] = linear
+    matrix[:, 2] = out_center - linear @ np.asarray(center, dtype=np.float64)
+    if flip:
+        mirror = np.array([[-1.0, 0.0, out_w - 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        matrix = (mirror @ np.vstack([matrix, [0, 0, 1]]))[:2]
+    return matrix
+
+
+def reference_affine_points(points, matrix) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
+
+
+def reference_random_crop_params(rng, cfg) -> dict:
+    scale = float(rng.uniform(1 - cfg.scale, 1 + cfg.scale))
+    rotation = float(rng.uniform(-cfg.rotation, cfg.rotation)) if rng.random() < cfg.rotation_prob else 0.0
+    shift = rng.uniform(-cfg.shift, cfg.shift, size=2)
+    flip = bool(rng.random() < cfg.flip_prob)
+    return {"scale": scale, "rotation": rotation, "shift": shift, "flip": flip}
+
+
+def reference_crop(dataset, sample, rng):
+    """``TopDownDataset.crop`` as it was: (matrix (2, 3), flip)."""
+    w, h = dataset.input_size
+    center, size = reference_box_to_center_scale(sample.box, w / h, dataset.padding)
+    rotation, flip = 0.0, False
+    if rng is not None:
+        p = reference_random_crop_params(rng, dataset.augment)
+        center = center + p["shift"] * size
+        size = size * p["scale"]
+        rotation, flip = p["rotation"], p["flip"]
+    return reference_crop_matrix(center, size, dataset.input_size, rotation, flip), flip
+
+
+def reference_warp(image, matrix, output_size) -> np.ndarray:
+    return cv2.warpAffine(image, matrix, (int(output_size[0]), int(output_size[1])), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+
+
+def cached_rgb(cache, index) -> np.ndarray:
+    """The (S, S, 3) RGB crop 388e206's cache stored for ``index``: the RGB bytes of today's RGBA crop (cache version
+    2 stores a fourth byte). Not part of 388e206: ``loader_speed.py`` times this conversion apart."""
+    return cv2.cvtColor(np.asarray(cache.crop(index)), cv2.COLOR_RGBA2RGB)
+
+
+def reference_warped_crop(dataset, index, matrix, source=None) -> np.ndarray:
+    """``TopDownDataset.warped_crop`` as it was (``CropCache.warp`` with its ``compose``); ``source``: the cached
+    RGB crop (:func:`cached_rgb`) when already at hand."""
+    cache = dataset.crop_cache
+    if cache is not None:
+        inner = cache.to_image[index]
+        composed = matrix[:, :2] @ inner + np.array([[0.0, 0.0, matrix[0, 2]], [0.0, 0.0, matrix[1, 2]]])
+        return reference_warp(cached_rgb(cache, index) if source is None else source, composed, dataset.input_size)
+    return reference_warp(read_image(dataset.samples[index].image_path), matrix, dataset.input_size)
 
 
 def reference_color_jitter(image: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
@@ -86,15 +167,15 @@ def reference_item(dataset, index: int) -> dict:
     self = dataset
     sample = self.samples[index]
     rng = np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
-    matrix, flip = self.crop(sample, rng)
+    matrix, flip = reference_crop(self, sample, rng)
     ok = 1
     try:
-        crop = self.warped_crop(index, matrix)
+        crop = reference_warped_crop(self, index, matrix)
     except DataError as err:
         log.warning("skipping unreadable image: %s", err)
         crop, ok = np.zeros((self.input_size[1], self.input_size[0], 3), np.uint8), 0
     keypoints = sample.keypoints.astype(np.float32).copy()
-    keypoints[:, :2] = affine_points(keypoints[:, :2], matrix)
+    keypoints[:, :2] = reference_affine_points(keypoints[:, :2], matrix)
     if flip:
         keypoints = keypoints[self.flip_index]
     visible = (keypoints[:, 2] > 0) & (ok == 1)

@@ -67,7 +67,8 @@ TRAININGS = {
 PRECISIONS = {"fp32": False, "bf16": True}
 MODES = ("model_only", "end_to_end")
 #: the compact model's end-to-end loader variants (how the defaults were chosen): name -> TrainConfig options
-LOADER_SWEEP = {"workers=0": {"workers": 0}, "workers=1": {"workers": 1}, "workers=2": {"workers": 2},
+LOADER_SWEEP = {"workers=0": {"workers": 0}, "workers=0 loader_threads=1": {"workers": 0, "loader_threads": 1},
+                "workers=1": {"workers": 1}, "workers=2": {"workers": 2},
                 "workers=1 threads=1": {"workers": 1, "threads": 1}, "workers=1 no cache": {"workers": 1, "crop_cache": False}}
 QUICK = {"rounds": 1, "warmup": 2, "steps": 3}
 
@@ -173,7 +174,7 @@ def run_speed(args, on_round=lambda partial: None) -> dict:
         held = {n: next(iter(trainers[n, "fp32"].loader(0))) for n in args.trainings}
         default = trainers[args.trainings[0], "fp32"].cfg
         fixed = {"workers": default.workers, "threads": default.threads or threads, "crop_cache": default.crop_cache,
-                 "crop_cache_pixels": pixels}
+                 "loader_threads": default.loader_threads or default.threads or threads, "crop_cache_pixels": pixels}
         for r in range(args.rounds):
             for row, name, precision, mode in round_plan(args, r):
                 rate = measure(trainers[row, precision], mode, r, held[name], args, threads)
@@ -282,8 +283,8 @@ def markdown(results: dict) -> str:
     speed = results.get("speed")
     if speed:
         lines += [f"Speed ({speed['date']}; `{speed['command']}`; {speed['budget']}, {speed['rounds_done']} rounds done; "
-                  f"workers {speed['workers']}, "
-                  f"threads {speed['threads']}, crop cache {'on' if speed['crop_cache'] else 'off'}; load average per "
+                  f"workers {speed['workers']}, threads {speed['threads']}, crop threads "
+                  f"{speed.get('loader_threads', 1)}, crop cache {'on' if speed['crop_cache'] else 'off'}; load average per "
                   f"round {speed['load_average_per_round']}). Images/s are medians over the rounds; ratios are medians "
                   "of the per-round ratios.", ""]
         lines += table(["training", "precision", "model-only img/s", "end-to-end img/s", "end-to-end / model-only",

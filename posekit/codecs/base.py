@@ -45,6 +45,15 @@ class Codec:
         ``weights`` (K,) among them)."""
         raise NotImplementedError
 
+    def encode_batch(self, keypoints, visible) -> dict:
+        """N people: keypoints (N, K, 2), visible (N, K) -> every target of :meth:`encode` stacked on a new first
+        axis (``weights`` (N, K) among them). This default encodes person by person; a codec with a vectorised form
+        overrides it (the same values, person for person)."""
+        people = [self.encode(k, v) for k, v in zip(keypoints, visible)]
+        if not people:
+            raise ValueError("encode_batch needs at least one person")
+        return {name: np.stack([person[name] for person in people]) for name in people[0]}
+
     def decode(self, outputs) -> tuple:
         """Model outputs of N people -> ``coords (N, K, 2)`` float32 model-input pixels, ``scores (N, K)``."""
         raise NotImplementedError
@@ -87,15 +96,16 @@ class Codec:
         return f"{type(self).__name__}({args})"
 
 
-def check_person(keypoints, visible) -> tuple[np.ndarray, np.ndarray]:
+def check_person(keypoints, visible, *, batch: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """What every ``encode`` checks first: keypoints (K, 2) -> float64 array, visible (K,) -> the labelled mask
-    ``visible > 0``. Unlabelled joints may hold anything (NaN included); labelled ones must be finite."""
+    ``visible > 0``; with ``batch``, N people: (N, K, 2) and (N, K). Unlabelled joints may hold anything (NaN
+    included); labelled ones must be finite."""
     keypoints = np.asarray(keypoints, dtype=np.float64)
     visible = np.asarray(visible)
-    if keypoints.ndim != 2 or keypoints.shape[1] != 2:
-        raise ValueError(f"keypoints must be (K, 2), got shape {keypoints.shape}")
-    if visible.shape != (keypoints.shape[0],):
-        raise ValueError(f"visible must be ({keypoints.shape[0]},), got shape {visible.shape}")
+    if keypoints.ndim != 2 + batch or keypoints.shape[-1] != 2:
+        raise ValueError(f"keypoints must be ({'N, ' if batch else ''}K, 2), got shape {keypoints.shape}")
+    if visible.shape != keypoints.shape[:-1]:
+        raise ValueError(f"visible must be {keypoints.shape[:-1]}, got shape {visible.shape}")
     labelled = visible > 0
     if not np.isfinite(keypoints[labelled]).all():
         raise ValueError("keypoints of visible joints must be finite")

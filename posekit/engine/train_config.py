@@ -43,7 +43,8 @@ def default_workers() -> int:
 
     On 2 cores a worker process is a third busy thread next to the two training threads, and every time it
     preempts one of them the other waits for it; in-process loading costs each step the items' preparation
-    (about 1.5 ms of CPU per 128-px item with the crop cache, benchmarks/results/loader_speed.md) and no more.
+    (about 0.5 ms of CPU per 128-px item with the crop cache, benchmarks/results/loader_speed.md, on the idle torch
+    threads too: ``loader_threads``) and no more.
     Measured end to end / model-only: benchmarks/results/train_speed.md."""
     cores = os.cpu_count() or 1
     return 0 if cores <= 2 else min(4, cores // 2)
@@ -68,6 +69,7 @@ class TrainConfig:
     final_lr_ratio: float = 0.01
     workers: int = field(default_factory=default_workers)  # DataLoader worker processes (0: load in the training process)
     threads: int | None = None                   # torch intra-op threads (None: torch's default, all cores)
+    loader_threads: int | None = None            # threads making each batch's crops (None: as many as torch's)
     seed: int = 0
     device: str = "cpu"
     amp: bool = False                            # mixed precision: bf16 autocast on the CPU (fp32 weights)
@@ -122,6 +124,7 @@ class TrainOptionError(ValueError):
 #: the allowed range of numeric options: (lowest, highest), None = unbounded; ints are checked as ints
 OPTION_RANGES = {"epochs": (1, None), "batch_size": (1, None), "lr": (0, None), "weight_decay": (0, None),
                  "warmup_iters": (0, None), "final_lr_ratio": (0, 1), "workers": (0, None), "threads": (1, None),
+                 "loader_threads": (1, None),
                  "val_every": (1, None), "max_iters_per_epoch": (1, None), "sigma": (0, None),
                  "max_skipped_share": (0, 1)}
 #: options that must be strictly above their lowest value

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader
 
 from posekit.config import DEFAULT_PADDING, PoseConfig
 from posekit.data.crop_cache import training_crop_cache
-from posekit.data.dataset import TopDownDataset
+from posekit.data.dataset import BatchedView, TopDownDataset
 from posekit.data.formats import load_samples
 from posekit.data.transforms import AugmentConfig
 from posekit.checkpoint import check_writable, checkpoint_payload, load_weights, save_checkpoint
@@ -55,10 +55,6 @@ log = logging.getLogger(__name__)
 def dist_info() -> tuple[int, int]:
     """(rank, world size) when launched by torchrun, else (0, 1)."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def collate(items: list[dict]) -> dict:
-    return torch.utils.data.default_collate(items)
 
 
 class AllStages(torch.nn.Module):
@@ -140,7 +136,8 @@ class Trainer:
         crop_cache = training_crop_cache(self.train_samples, cfg.input_size, DEFAULT_PADDING, augment,
                                          cfg.cache_dir) if cfg.crop_cache else None
         self.dataset = TopDownDataset(self.train_samples, self.codec, cfg.input_size, flip_index=np.array(self.flip_index),
-                                      train=True, augment=augment, seed=cfg.seed, crop_cache=crop_cache)
+                                      train=True, augment=augment, seed=cfg.seed, crop_cache=crop_cache,
+                                      threads=cfg.loader_threads)
         self.steps_per_epoch = len(self.dataset) // self.world // cfg.batch_size
         if cfg.max_iters_per_epoch:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_iters_per_epoch)
@@ -231,8 +228,10 @@ class Trainer:
         self.dataset.set_epoch(epoch)
         indices = epoch_indices(len(self.dataset), self.cfg.seed, epoch, self.rank, self.world)
         indices = indices[:self.steps_per_epoch * self.cfg.batch_size]
-        return DataLoader(self.dataset, batch_size=self.cfg.batch_size, sampler=indices, drop_last=True,
-                          num_workers=self.cfg.workers, collate_fn=collate, persistent_workers=False,
+        # whole batches from TopDownDataset.batch (the collated items, made stage by stage), not item by item
+        return DataLoader(BatchedView(self.dataset), batch_size=None,
+                          sampler=BatchSampler(indices, self.cfg.batch_size, drop_last=True),
+                          num_workers=self.cfg.workers, persistent_workers=False,
                           multiprocessing_context="fork" if self.cfg.workers > 0 and sys.platform != "win32" else None)
 
     def progress(self, epoch: int) -> StepProgress:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from posekit.data.transforms import AugmentConfig
 from posekit.training.seeding import epoch_permutation
@@ -55,4 +54,4 @@ class UnlabeledStream:
         epoch, indices = self.indices(self.position)
         self.position += 1
         self.dataset.set_epoch(epoch)
-        return torch.utils.data.default_collate([self.dataset[i] for i in indices])
+        return self.dataset.batch(indices)

@@ -174,3 +174,22 @@ def test_a_cache_must_cover_the_dataset_it_serves(people, tmp_path):
         TopDownDataset(samples[:-1], codec, (64, 64), flip_index=LSP.flip_index, crop_cache=cache)
     # evaluation crops (no augmentation) are inside any training cache
     TopDownDataset(samples, codec, (64, 64), flip_index=LSP.flip_index, crop_cache=cache)
+
+
+def test_cached_crops_are_rgba_whose_rgb_is_the_three_channel_region_and_warp():
+    """Cache version 2 stores a fourth byte for OpenCV's faster 4-channel warp: the RGB bytes of the region and of
+    every warp are those of the 3-channel ones."""
+    import cv2
+    from posekit.data.crop_cache import CHANNELS, cut_region
+    from posekit.data.transforms import warp_image
+    image = np.random.default_rng(6).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    region = cut_region(image, np.array([-10, 5]), 80, 53)  # partly outside the image, shrunk
+    assert region.shape == (53, 53, CHANNELS) == (53, 53, 4) and not region[..., 3].any()
+    plain = np.zeros((80, 80, 3), np.uint8)
+    plain[:, 10:] = image[5:85, :70]
+    np.testing.assert_array_equal(region[..., :3], cv2.resize(plain, (53, 53), interpolation=cv2.INTER_AREA))
+    matrix = crop_matrix(np.array([26.0, 27.0]), np.array([40.0, 40.0]), (32, 24), rotation=17.0, flip=True)
+    rgb = region[..., :3].copy()
+    np.testing.assert_array_equal(warp_image(region, matrix, (32, 24)), warp_image(rgb, matrix, (32, 24)))
+    with pytest.raises(ValueError, match="rgba must be a contiguous"):
+        warp_image(region, matrix, (32, 24), rgba=np.empty((24, 32, 3), np.uint8))

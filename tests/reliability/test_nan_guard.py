@@ -56,6 +56,21 @@ def nan_loss_on_calls(trainer: Trainer, calls_with_nan: set[int]) -> list[list[i
     return seen
 
 
+def poison_batches(monkeypatch, poisoned) -> None:
+    """Make ``TopDownDataset.batch`` (what the trainer loads) put a NaN pixel into the image of every sample index
+    for which ``poisoned(dataset, index)`` is true."""
+    real_batch = TopDownDataset.batch
+
+    def batch(self, indices, profile=None):
+        out = real_batch(self, indices, profile)
+        for row, index in enumerate(out["index"].tolist()):
+            if poisoned(self, index):
+                out["image"][row, 0, 10, 10] = float("nan")
+        return out
+
+    monkeypatch.setattr(TopDownDataset, "batch", batch)
+
+
 def nan_gradient_on_call(trainer: Trainer, call: int) -> None:
     """On one call, add sqrt(|w - w|) to the loss: its value is exactly 0 (the loss stays finite) but its
     gradient is inf * 0 = NaN for the first weight tensor."""
@@ -90,15 +105,7 @@ def test_nan_loss_raises_naming_epoch_step_and_batch(tmp_path, tiny_data):
 
 def test_nan_pixel_in_a_batch_raises_at_its_step(tmp_path, tiny_data, monkeypatch):
     poisoned_index = 5
-    real_getitem = TopDownDataset.__getitem__
-
-    def getitem(self, index):
-        item = real_getitem(self, index)
-        if index == poisoned_index:
-            item["image"][0, 10, 10] = float("nan")
-        return item
-
-    monkeypatch.setattr(TopDownDataset, "__getitem__", getitem)
+    poison_batches(monkeypatch, lambda dataset, index: index == poisoned_index)
     order = epoch_indices(NUM_IMAGES, SEED, 0, 0, 1)
     expected_step = order.index(poisoned_index) // BATCH  # where index 5 lands in epoch 1's shuffle
     with pytest.raises(FloatingPointError) as info:
@@ -141,15 +148,7 @@ def test_skip_policy_with_every_step_bad_leaves_the_weights_untouched(tmp_path, 
 def test_skipped_nan_batch_does_not_poison_batchnorm_statistics(tmp_path, tiny_data, monkeypatch):
     """A NaN pixel runs through the forward pass before the loss is checked; in train mode BatchNorm has
     then already folded NaN into its running mean/var. Skipping the step must undo that too."""
-    real_getitem = TopDownDataset.__getitem__
-
-    def getitem(self, index):
-        item = real_getitem(self, index)
-        if index == 5 and self.epoch == 0:
-            item["image"][0, 10, 10] = float("nan")
-        return item
-
-    monkeypatch.setattr(TopDownDataset, "__getitem__", getitem)
+    poison_batches(monkeypatch, lambda dataset, index: index == 5 and dataset.epoch == 0)
     trainer = build_trainer(config(tmp_path, tiny_data, nan_policy="skip", max_skipped_share=0.2))
     trainer.fit()
     assert trainer.skipped_nonfinite == 1
