@@ -14,7 +14,7 @@ OPTION_FLAGS = {"data": "train", "val": "val", "out": "out", "model": "model", "
                 "threads": "threads", "device": "device", "amp": "amp", "method": "method", "init": "init",
                 "nan_policy": "nan_policy", "sigma": "sigma", "max_iters": "max_iters_per_epoch",
                 "skip_invalid": "skip_invalid", "head": "head", "crop_cache": "crop_cache",
-                "cache_dir": "cache_dir"}
+                "cache_dir": "cache_dir", "loader_threads": "loader_threads"}
 #: JSON-object flags merged over the config file's value of the same option
 MERGED_FLAGS = ("model_kwargs", "head_kwargs", "codec_kwargs", "loss", "augment", "method_kwargs")
 
@@ -43,6 +43,8 @@ def add_parser(sub) -> None:
     t.add_argument("--seed", type=int, help="seed of the model init, shuffling and augmentation (default 0)")
     t.add_argument("--workers", type=int, help="data-loading worker processes")
     t.add_argument("--threads", type=int, help="torch threads for the training process (default: all cores)")
+    t.add_argument("--loader-threads", type=int,
+                   help="threads making each batch's crops in the loading process (default: as many as torch's)")
     t.add_argument("--device", help="cpu | cuda")
     t.add_argument("--amp", action="store_true", default=None, help="mixed precision: bf16 autocast on the CPU, fp16 on CUDA (weights, optimiser, checkpoints stay fp32)")
     t.add_argument("--crop-cache", action=argparse.BooleanOptionalAction, default=None,

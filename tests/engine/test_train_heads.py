@@ -166,3 +166,13 @@ def test_cli_amp_and_crop_cache_flags():
     cfg = parse("--amp", "--no-crop-cache", "--cache-dir", "/tmp/crops")
     assert cfg.amp is True and cfg.crop_cache is False and cfg.cache_dir == "/tmp/crops"
     assert parse("--crop-cache").crop_cache is True
+
+
+def test_cli_loader_threads_flag():
+    from posekit.cli import build_parser, train_config_from_args
+    from posekit.engine.train_config import TrainOptionError
+    parse = lambda *flags: train_config_from_args(build_parser().parse_args(["train", "--data", "x", *flags]))
+    assert parse().loader_threads is None
+    assert parse("--loader-threads", "1").loader_threads == 1
+    with pytest.raises((ValueError, TrainOptionError), match="loader_threads"):
+        parse("--loader-threads", "0")
