@@ -12,7 +12,7 @@ from posekit.data.sample import Sample
 from posekit.data.transforms import (IMAGE_MEAN, IMAGE_STD, UNIFORMS, AugmentConfig, PixelScratch, _clip_to_planes,
                                      affine_points, augmentation_draws, box_to_center_scale, boxes_to_centers_sizes,
                                      crop_matrices, crop_matrix, draw_uniforms, draws_from_uniforms, float32_mean,
-                                     jittered_planes, normalize_planes, random_crop_params)
+                                     normalize_planes, random_crop_params)
 from posekit.skeletons import LSP
 
 
@@ -103,31 +103,6 @@ def test_float32_mean_is_numpys_mean():
                    np.random.default_rng(2).uniform(0, 319, (96, 64, 3)).astype(np.float32)):
         mean = float32_mean(values)
         assert mean.dtype == np.float32 and mean == values.mean()
-
-
-def plain_jitter(image, factors):
-    """The jitter's plain expression (tests/data/test_transforms.py's reference, factors given)."""
-    brightness, contrast, saturation = factors
-    img = image.astype(np.float32)
-    img *= brightness
-    mean = img.mean()
-    img = (img - mean) * contrast + mean
-    gray = img.mean(axis=2, keepdims=True)
-    img = (img - gray) * saturation + gray
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-def test_jitter_with_one_scratch_for_many_crops_is_the_plain_expression_each_time():
-    rng = np.random.default_rng(3)
-    scratch = PixelScratch(40, 30)
-    for trial in range(12):
-        image = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
-        amount = (0.25, 0.9, 3.0)[trial % 3]  # 3.0: factors up to 4, through the int64 pass
-        factors = rng.uniform(1 - amount, 1 + amount, size=3)
-        planes = jittered_planes(image, factors, scratch)
-        np.testing.assert_array_equal(planes.transpose(1, 2, 0), plain_jitter(image, factors))
-    with pytest.raises(ValueError, match="scratch"):
-        jittered_planes(image, factors, PixelScratch(30, 40))
 
 
 def test_normalisation_into_a_batch_slot_is_the_formula():

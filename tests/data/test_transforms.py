@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from posekit.data.transforms import (affine_points, box_to_center_scale, color_jitter, crop_matrix, invert_affine,
-                                     warp_image)
+from posekit.data.transforms import (PixelScratch, affine_points, box_to_center_scale, color_jitter, crop_matrix,
+                                     invert_affine, jittered_planes, warp_image)
 
 
 def test_box_grows_to_aspect_ratio_then_padding():
@@ -52,16 +52,21 @@ def test_color_jitter_is_seeded_and_keeps_dtype():
     assert (color_jitter(image, np.random.default_rng(5), 0.0) == image).all()
 
 
-def reference_color_jitter(image, rng, amount):
-    """The plain expression color_jitter must reproduce bit for bit (its original form)."""
+def plain_jitter(image, factors):
+    """The jitter's plain expression with its (brightness, contrast, saturation) factors given."""
+    brightness, contrast, saturation = factors
     img = image.astype(np.float32)
-    brightness, contrast, saturation = rng.uniform(1 - amount, 1 + amount, size=3)
     img *= brightness
     mean = img.mean()
     img = (img - mean) * contrast + mean
     gray = img.mean(axis=2, keepdims=True)
     img = (img - gray) * saturation + gray
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def reference_color_jitter(image, rng, amount):
+    """The plain expression color_jitter must reproduce bit for bit (its original form, factors drawn)."""
+    return plain_jitter(image, rng.uniform(1 - amount, 1 + amount, size=3))
 
 
 @pytest.mark.parametrize("shape", [(64, 64, 3), (128, 96, 3), (7, 5, 3)])
@@ -108,3 +113,16 @@ def test_jitter_and_normalisation_accept_a_strided_view_and_leave_it_alone():
     unjittered = color_jitter_planes(image, rng, 0.0)  # no jitter: the planes as they are, nothing drawn
     np.testing.assert_array_equal(np.stack(unjittered, axis=-1), image)
     assert rng.random() == np.random.default_rng(4).random()
+
+
+def test_jitter_with_one_scratch_for_many_crops_is_the_plain_expression_each_time():
+    rng = np.random.default_rng(3)
+    scratch = PixelScratch(40, 30)
+    for trial in range(12):
+        image = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+        amount = (0.25, 0.9, 3.0)[trial % 3]  # 3.0: factors up to 4, through the int64 pass
+        factors = rng.uniform(1 - amount, 1 + amount, size=3)
+        planes = jittered_planes(image, factors, scratch)
+        np.testing.assert_array_equal(planes.transpose(1, 2, 0), plain_jitter(image, factors))
+    with pytest.raises(ValueError, match="scratch"):
+        jittered_planes(image, factors, PixelScratch(30, 40))
