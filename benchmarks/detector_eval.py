@@ -12,18 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from posekit.inference.tracking import box_iou as iou  # x, y, w, h boxes
+
 #: a detection matches a person at this IoU (the issue's measure)
 MATCH_IOU = 0.5
 #: the diagnosis' "close" band: a box overlapping a missed person by IoU in [CLOSE_IOU, MATCH_IOU) has the
 #: right person but the wrong shape
 CLOSE_IOU = 0.3
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(M, 4), (G, 4) x, y, w, h -> (M, G) intersection over union."""
-    inter = _intersection(a, b)
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    return inter / (a[:, 2:].prod(1)[:, None] + b[:, 2:].prod(1)[None] - inter + 1e-9)
 
 
 def inside_share(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -6,10 +6,11 @@ draw for it (largest scale, largest shift, any rotation up to the largest: :func
 outside the image as :func:`~posekit.data.transforms.warp_image` makes it, resampled so that the unaugmented
 crop maps to ``oversample`` x the model's input size (area interpolation when that shrinks the region, native
 resolution otherwise: never enlarged). A training item then warps that small crop with the same matrix
-composed with the cache's own (:meth:`CropCache.warp`); the random draws are untouched, so keypoints, targets
-and matrices are the same as without the cache and only the pixels differ by resampling. Crops are stored RGBA
-(the fourth byte 0): OpenCV warps 4-channel images about 1.6x faster than 3-channel ones, with the same RGB bytes
-(:func:`~posekit.data.transforms.warp_image` takes either), for a third more bytes.
+composed with the cache's own (:meth:`~posekit.data.dataset.TopDownDataset.source_matrices`); the random draws
+are untouched, so keypoints, targets and matrices are the same as without the cache and only the pixels differ
+by resampling. Crops are stored RGBA (the fourth byte 0): OpenCV warps 4-channel images about 1.6x faster than
+3-channel ones, with the same RGB bytes (:func:`~posekit.data.transforms.warp_image` takes either), for a third
+more bytes.
 
 Layout: ``CACHE_DIR/<key>/`` with ``crops.u8`` (every crop's bytes back to back, read through ``np.memmap``:
 the page cache holds what is used, the process never loads the file), ``index.npz`` (per sample: byte offset,
@@ -38,7 +39,7 @@ import numpy as np
 from posekit.config import DEFAULT_PADDING
 from posekit.data.io import read_image
 from posekit.data.sample import DataError, Sample
-from posekit.data.transforms import AugmentConfig, box_to_center_scale, warp_image
+from posekit.data.transforms import AugmentConfig, box_to_center_scale
 
 log = logging.getLogger(__name__)
 
@@ -260,11 +261,6 @@ class CropCache:
             raise DataError(self.image_paths[index], self.unreadable[index])
         side, start = int(self.stored[index]), int(self.offsets[index])
         return self.crops[start:start + side * side * CHANNELS].reshape(side, side, CHANNELS)
-
-    def warp(self, index: int, matrix: np.ndarray, output_size: tuple[int, int]) -> np.ndarray:
-        """The crop ``warp_image(read_image(path), matrix, output_size)`` would give, from the cache:
-        ``matrix`` (2, 3) image -> crop pixels; returns (out_h, out_w, 3) uint8."""
-        return warp_image(self.crop(index), compose(matrix, self.to_image[index]), output_size)
 
 
 def open_crop_cache(samples: list[Sample], settings: CropSettings, cache_dir=None) -> CropCache:
