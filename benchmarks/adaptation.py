@@ -115,6 +115,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_training_args(p)
     p.add_argument("--threads", type=int,
                    help="torch threads for training (default: all cores; 1 lets two jobs share 2 cores)")
+    p.add_argument("--amp", action="store_true", help="SFDA in bf16 autocast (the trainer's --amp)")
     p.add_argument("--seed", type=int, default=0)
     add_study_args(p, "adaptation")
     args = p.parse_args(argv)
@@ -139,7 +140,8 @@ def budget(args) -> dict:
             "oracle_epochs": None if args.oracle else args.oracle_epochs,
             "oracle_init": str(args.oracle_init) if args.oracle_init and not args.oracle else None,
             "corrupt": args.corrupt, "batch_size": args.batch_size,
-            "max_iters_per_epoch": args.max_iters, "seed": args.seed, "target": args.target, "val": args.val}
+            "max_iters_per_epoch": args.max_iters, "seed": args.seed, "target": args.target, "val": args.val,
+            **({"amp": True} if args.amp else {})}  # only when set: earlier studies keep their budget
 
 
 def budget_name(b: dict) -> str:
@@ -152,6 +154,8 @@ def budget_name(b: dict) -> str:
         name += f"_i{b['max_iters_per_epoch']}"
     if b.get("corrupt"):
         name += "_" + b["corrupt"].replace("/", "-")
+    if b.get("amp"):
+        name += "_bf16"
     if b["sfda_kwargs"]:
         name += "_" + hashlib.sha1(json.dumps(b["sfda_kwargs"], sort_keys=True).encode()).hexdigest()[:8]
     return name
@@ -209,7 +213,7 @@ def train_sfda(row: str, args, run_root: Path, source_checkpoint: str) -> dict:
                        max_iters_per_epoch=args.max_iters, progress=sys.stderr.isatty(),
                        method_kwargs={k: v for k, v in options.items() if k not in loss_keys},
                        **{k: v for k, v in options.items() if k in loss_keys})
-    cfg.threads = args.threads
+    cfg.threads, cfg.amp = args.threads, args.amp
     return train_once(cfg, run_root / row)
 
 
@@ -301,6 +305,7 @@ def markdown(results: dict) -> str:
              f"(labels withheld), lr {b['sfda_lr']:g}, batch {b['batch_size']}"
              + (f", at most {b['max_iters_per_epoch']} iterations per epoch" if b["max_iters_per_epoch"] else "")
              + (f", options {json.dumps(b['sfda_kwargs'])}" if b["sfda_kwargs"] else "")
+             + (", bf16 autocast" if b.get("amp") else "")
              + ((". Oracle: " + (f"`{b['oracle']}`" if b["oracle"] else f"trained here, {b['oracle_epochs']} epochs "
                                  "with the target labels"
                                  + (f", starting from `{b['oracle_init']}`" if b.get("oracle_init") else "")))
