@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from posekit.methods.scai.nets import DISTAL, PROXIMAL, ChainNets, referee_error
+from posekit.methods.scai.nets import DISTAL, PROXIMAL, ChainNets, correction_losses, referee_error
 
 __all__ = ["M1", "M2", "ChainMLP", "CoordSCAINets", "prediction_inputs", "referee_inputs", "correction_inputs",
            "to_unit", "second_peak", "NUM_PREDICTION_INPUTS", "NUM_REFEREE_INPUTS", "NUM_CORRECTION_INPUTS"]
@@ -191,16 +191,4 @@ class CoordSCAINets(ChainNets):
         wr = vd * vp
         loss_ref = (referee_error(self.referee_coords(rows, distal_in), gt_xy[:, PROXIMAL]) * wr).sum() \
             / wr.sum().clamp(min=1)
-        ctx = self.context(rows)
-        corrected = coords[:, DISTAL] + self.offsets(rows, ctx)
-        loss_corr = (F.smooth_l1_loss(corrected, gt_xy[:, DISTAL], reduction="none").sum(dim=1) * vd).sum() / nd
-        frozen = {k: v.detach() for k, v in self.referee.named_parameters()}
-        loss_fb = self.fitness(rows, corrected, params=frozen).mean()
-        loss = loss_pred + loss_ref + loss_corr + feedback_weight * loss_fb
-        with torch.no_grad():
-            true_err = torch.linalg.norm(coords[:, DISTAL] - gt_xy[:, DISTAL], dim=1)
-            corr_err = torch.linalg.norm(corrected - gt_xy[:, DISTAL], dim=1)
-            logs = {"distal_err": (true_err * vd).sum() / nd, "corrected_err": (corr_err * vd).sum() / nd}
-        return {"loss": loss, "loss_pred": loss_pred.detach(), "loss_ref": loss_ref.detach(),
-                "loss_corr": loss_corr.detach(), "loss_fb": loss_fb.detach(), **logs,
-                "fitness": ctx["error"], "true_err": true_err, "visible": vd}
+        return correction_losses(self, rows, self.context(rows), gt_xy, vd, loss_pred, loss_ref, feedback_weight)

@@ -280,18 +280,26 @@ class SCAINets(ChainNets):
         wr = vd * vp
         loss_ref = (referee_error(ref_xy, gt_xy[:, PROXIMAL]) * wr).sum() / wr.sum().clamp(min=1)
         # C: toward the truth, and toward a low fitness error with the referee held fixed
-        ctx = self.context(rows, phi)
-        corrected = coords[:, DISTAL] + self.offsets(rows, ctx)
-        err = F.smooth_l1_loss(corrected, gt_xy[:, DISTAL], reduction="none").sum(dim=1)
-        loss_corr = (err * vd).sum() / vd.sum().clamp(min=1)
-        frozen = {k: v.detach() for k, v in self.referee.named_parameters()}
-        loss_fb = self.fitness(rows, corrected, params=frozen).mean()
-        loss = loss_pred + loss_ref + loss_corr + feedback_weight * loss_fb
-        with torch.no_grad():
-            true_err = torch.linalg.norm(coords[:, DISTAL] - gt_xy[:, DISTAL], dim=1)
-            corr_err = torch.linalg.norm(corrected - gt_xy[:, DISTAL], dim=1)
-            n = vd.sum().clamp(min=1)
-            logs = {"distal_err": (true_err * vd).sum() / n, "corrected_err": (corr_err * vd).sum() / n}
-        return {"loss": loss, "loss_pred": loss_pred.detach(), "loss_ref": loss_ref.detach(),
-                "loss_corr": loss_corr.detach(), "loss_fb": loss_fb.detach(), **logs,
-                "fitness": ctx["error"], "true_err": true_err, "visible": vd}
+        return correction_losses(self, rows, self.context(rows, phi), gt_xy, vd, loss_pred, loss_ref, feedback_weight)
+
+
+def correction_losses(nets, rows: dict, ctx: dict, gt_xy: torch.Tensor, vd: torch.Tensor, loss_pred: torch.Tensor,
+                      loss_ref: torch.Tensor, feedback_weight: float) -> dict:
+    """C's losses on top of Φ's and Γ's, and the logs, as both designs' ``losses`` return them.
+
+    C: smooth-L1 (px) of the corrected distal joint to the truth, plus ``feedback_weight`` x its fitness error
+    with the referee held fixed. ``vd`` (B,) marks the labelled distal joints.
+    """
+    coords = rows["coords"]
+    n = vd.sum().clamp(min=1)
+    corrected = coords[:, DISTAL] + nets.offsets(rows, ctx)
+    loss_corr = (F.smooth_l1_loss(corrected, gt_xy[:, DISTAL], reduction="none").sum(dim=1) * vd).sum() / n
+    frozen = {k: v.detach() for k, v in nets.referee.named_parameters()}
+    loss_fb = nets.fitness(rows, corrected, params=frozen).mean()
+    with torch.no_grad():
+        true_err = torch.linalg.norm(coords[:, DISTAL] - gt_xy[:, DISTAL], dim=1)
+        corr_err = torch.linalg.norm(corrected - gt_xy[:, DISTAL], dim=1)
+        logs = {"distal_err": (true_err * vd).sum() / n, "corrected_err": (corr_err * vd).sum() / n}
+    return {"loss": loss_pred + loss_ref + loss_corr + feedback_weight * loss_fb, "loss_pred": loss_pred.detach(),
+            "loss_ref": loss_ref.detach(), "loss_corr": loss_corr.detach(), "loss_fb": loss_fb.detach(), **logs,
+            "fitness": ctx["error"], "true_err": true_err, "visible": vd}
