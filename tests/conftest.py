@@ -58,3 +58,61 @@ def crop_cache_in_a_temporary_folder(tmp_path_factory):
         os.environ.pop("POSEKIT_CACHE", None)
     else:
         os.environ["POSEKIT_CACHE"] = saved
+
+
+def _set_times(folder, when: float) -> None:
+    """atime and mtime of ``folder`` and its files to ``when`` (seconds since the epoch)."""
+    import os
+    for child in folder.iterdir():
+        os.utime(child, (when, when), follow_symlinks=False)
+    os.utime(folder, (when, when))
+
+
+@pytest.fixture()
+def crop_caches(tiny_data, tmp_path):
+    """A crop cache dir with one of each thing `posekit cache` tells apart (tests/data/test_cache_admin.py,
+    tests/cli/test_cache.py). Real caches of ``tiny_data`` (no augmentation): ``current`` (64x64, just built),
+    ``idle`` (48x64, unused for 10 days), ``old`` (32x32, meta.json edited to version 1, 3 days old), ``broken``
+    (40x40, meta.json not JSON); temporary build folders ``leftover`` (2 days old) and ``building`` (1 minute
+    old); ``others``, not posekit caches: a folder, a file, a key-named folder with a foreign file, and a
+    key-named symbolic link to ``outside``, a version-1 cache outside the cache dir."""
+    import json
+    import time
+    from types import SimpleNamespace
+
+    from posekit.data.crop_cache import CropSettings, open_crop_cache
+    from posekit.data.formats import load_samples
+    samples = load_samples(f"coco:{tiny_data}")
+    root = tmp_path / "caches"
+
+    def build(size, where=root):
+        return open_crop_cache(samples, CropSettings.for_training(size, 1.25, None), where).directory
+
+    def make_version_1(cache):
+        meta = json.loads((cache / "meta.json").read_text())
+        (cache / "meta.json").write_text(json.dumps({**meta, "version": 1}))
+
+    current, idle, old, broken = build((64, 64)), build((48, 64)), build((32, 32)), build((40, 40))
+    make_version_1(old)
+    (broken / "meta.json").write_text("{not json")
+    leftover, building = root / f".{'0' * 24}.k1lled_x", root / f".{'1' * 24}.bu1ld_ng"
+    for folder, size in ((leftover, 1000), (building, 500)):
+        folder.mkdir()
+        (folder / "crops.u8").write_bytes(bytes(size))
+    (root / "notes").mkdir()
+    (root / "notes" / "todo.txt").write_text("keep me")
+    (root / "README.txt").write_text("keep me too")
+    foreign = root / ("ab" * 12)
+    foreign.mkdir()
+    (foreign / "crops.u8").write_bytes(bytes(10))
+    (foreign / "mine.txt").write_text("not posekit's")
+    outside = build((32, 32), tmp_path / "elsewhere")
+    make_version_1(outside)
+    link = root / ("cd" * 12)
+    link.symlink_to(outside, target_is_directory=True)
+    now, day = time.time(), 86400.0
+    for folder, age in ((idle, 10 * day), (old, 3 * day), (leftover, 2 * day), (building, 60.0)):
+        _set_times(folder, now - age)
+    return SimpleNamespace(root=root, samples=samples, current=current, idle=idle, old=old, broken=broken,
+                           leftover=leftover, building=building, others=[root / "notes", root / "README.txt", foreign,
+                                                                         link], outside=outside, now=now)

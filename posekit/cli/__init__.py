@@ -15,7 +15,7 @@ from posekit.optional import MissingExtra
 __all__ = ["main", "build_parser", "train_config_from_args", "COMMANDS", "USER_ERRORS"]
 
 #: the commands, in the order ``posekit --help`` lists them
-COMMANDS = ("synth", "train", "eval", "predict", "demo", "info", "zoo", "export", "robustness", "adapt")
+COMMANDS = ("synth", "train", "eval", "predict", "demo", "info", "zoo", "export", "robustness", "adapt", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:

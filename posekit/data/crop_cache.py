@@ -14,10 +14,12 @@ more bytes.
 
 Layout: ``CACHE_DIR/<key>/`` with ``crops.u8`` (every crop's bytes back to back, read through ``np.memmap``:
 the page cache holds what is used, the process never loads the file), ``index.npz`` (per sample: byte offset,
-stored side, region origin and side in image pixels) and ``meta.json`` (the settings, unreadable images).
+stored side, region origin and side in image pixels) and ``meta.json`` (version, settings, sample count,
+unreadable images and the data in short: image count, first image; caches built before that field lack it).
 ``key`` (:func:`cache_key`) hashes the data (image paths, file sizes and mtimes, boxes) and the crop settings
 (:class:`CropSettings`), so a change of either makes a new cache; the old one is left for whoever still uses
-it (delete the folder to reclaim the space). ``CACHE_DIR`` is ``cache_dir``, else ``$POSEKIT_CACHE``, else
+it (``posekit cache list`` shows the caches, ``posekit cache prune`` reclaims the space:
+:mod:`posekit.data.cache_admin`). ``CACHE_DIR`` is ``cache_dir``, else ``$POSEKIT_CACHE``, else
 ``~/.cache/posekit/crops``. A cache is built in a temporary folder and renamed into place when complete.
 """
 from __future__ import annotations
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 __all__ = ["CropSettings", "CropCache", "open_crop_cache", "training_crop_cache", "build_crop_cache", "cache_key", "default_cache_dir",
            "covering_half_side", "cache_region", "OVERSAMPLE", "CACHE_VERSION"]
 
+#: hex digits of a cache key (:func:`cache_key`), the name of its folder
+KEY_CHARS = 24
 #: bump when the layout or the resampling changes: old caches then stop matching (2: RGBA crops)
 CACHE_VERSION = 2
 #: bytes per cached pixel: RGB and an unused fourth byte, for OpenCV's faster 4-channel warp
@@ -161,7 +165,7 @@ def cache_key(samples: list[Sample], settings: CropSettings) -> str:
     for sample in samples:
         digest.update(f"{sample.image_path}\0{_file_fingerprint(sample.image_path)}\0".encode())
         digest.update(np.asarray(sample.box, dtype=np.float64).tobytes())
-    return digest.hexdigest()[:24]
+    return digest.hexdigest()[:KEY_CHARS]
 
 
 def default_cache_dir() -> Path:
@@ -210,7 +214,8 @@ def build_crop_cache(samples: list[Sample], settings: CropSettings, directory, *
         del crops
         np.savez(tmp / "index.npz", **index)
         meta = {"version": CACHE_VERSION, "settings": asdict(settings), "samples": len(samples), "bytes": total,
-                "unreadable": {str(i): why for i, why in sorted(unreadable.items())}}
+                "unreadable": {str(i): why for i, why in sorted(unreadable.items())},
+                "data": {"images": len(by_image), "first_image": samples[0].image_path if samples else None}}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         try:
             os.rename(tmp, directory)
