@@ -308,3 +308,13 @@ def test_movenet_regressor_is_its_heatmap_head():
     model = build_model("movenet_lightning", num_keypoints=17).eval()
     assert resolve_regressor(model) == "head" and resolve_regressor(model, "own") == "own"
     assert [n for n, _ in regressor_split(model, "own").head.named_children()] == ["heatmap", "sigmoid"]
+
+
+def test_spatial_probabilities_of_bf16_maps_are_float32_and_sum_to_one():
+    # MoveNet's 48-wide maps under bf16 autocast: a bf16 softmax misses 1 by more than the losses' 1e-3 check
+    maps = torch.randn(2, 17, 48, 48, generator=torch.Generator().manual_seed(0)).bfloat16() * 4
+    px, py = spatial_probabilities(maps)
+    assert px.dtype == py.dtype == torch.float32
+    assert torch.allclose(px.sum(-1), torch.ones(2, 17), atol=1e-6)
+    assert torch.equal(px, spatial_probabilities(maps.float())[0])
+    assert torch.isfinite(information_maximization_loss((px, py)))

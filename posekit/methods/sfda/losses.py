@@ -86,10 +86,11 @@ def project_heatmaps(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 def spatial_probabilities(heatmaps: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The spatial probability space: softmax of :func:`project_heatmaps` / temperature along each vector.
 
-    heatmaps (N, K, h, w) -> (p^x (N, K, w), p^y (N, K, h)), each vector summing to 1.
+    heatmaps (N, K, h, w) -> (p^x (N, K, w), p^y (N, K, h)), float32, each vector summing to 1 (a bf16
+    softmax under autocast misses 1 by more than the losses' checks allow on 48-wide maps).
     """
     temperature = check_positive("temperature", temperature)
-    px, py = project_heatmaps(heatmaps)
+    px, py = project_heatmaps(heatmaps.float())
     return F.softmax(px / temperature, dim=-1), F.softmax(py / temperature, dim=-1)
 
 

@@ -229,8 +229,9 @@ class SFDA(Method):
         buffers = BufferSnapshot([self.source_model, self.model])
         with torch.no_grad():
             features = self.source_split.trunk(images)
-        source_maps = self.source_split.head(features)
-        intermediate_maps = self.model(images)
+        # the losses in float32 under bf16 autocast, as every method's
+        source_maps = self.source_split.head(features).float()
+        intermediate_maps = self.model(images).float()
         loss_ft = finetune_loss(source_maps, intermediate_maps)
         loss_res = residual_kl_loss(source_maps.detach(), intermediate_maps, self.tau) if self.alpha > 0 \
             else intermediate_maps.new_zeros(())
@@ -276,16 +277,16 @@ class SFDA(Method):
         want_view = self.beta > 0
         if want_view:
             view, matrices, flipped = self.second_view(images)
-            both = self.target_model(torch.cat([images, view.to(images.dtype)]))
+            both = self.target_model(torch.cat([images, view.to(images.dtype)])).float()
             target_maps, view_maps = both[:n], both[n:]
         else:
-            target_maps = self.target_model(images)
+            target_maps = self.target_model(images).float()
         zero = target_maps.new_zeros(())
         intermediate_maps = None
         if self.contrast_weight > 0 or (want_view and self.consistency_reference == "intermediate"):
             with torch.no_grad():
                 self.model.eval()
-                intermediate_maps = self.model(images)
+                intermediate_maps = self.model(images).float()
                 self.model.train()
         target_probs = spatial_probabilities(target_maps, self.projection_temperature)
         loss_con = zero
