@@ -184,3 +184,14 @@ def test_folded_checkpoint_from_the_cli(tmp_path, tiny_data, capsys):
     assert before.keys() == folded["model"].keys()
     assert all(torch.allclose(before[k].float(), folded["model"][k].float(), atol=1e-3, rtol=1e-3) for k in before)
     Predictor.from_checkpoint(tmp_path / "folded" / "model.pt")
+
+
+def test_channel_moments_over_more_channels_than_one_copy_holds():
+    from posekit.methods.adabn import MOMENT_CHANNELS, _channel_moments
+    channels = 2 * MOMENT_CHANNELS + 3
+    # channel c holds c, c + 1, c + 2, c + 3 (two samples x two pixels): mean c + 1.5, std sqrt(1.25)
+    y = torch.arange(channels, dtype=torch.float32)[None, :, None, None] + torch.tensor([[0.0, 1.0], [2.0, 3.0]])[:, None, None, :]
+    mean, std = _channel_moments(y)
+    assert mean.dtype == torch.float64
+    assert torch.equal(mean, torch.arange(channels, dtype=torch.float64) + 1.5)
+    assert torch.allclose(std, torch.full((channels,), 1.25 ** 0.5, dtype=torch.float64), atol=1e-12)
