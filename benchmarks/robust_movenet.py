@@ -12,6 +12,7 @@ advmix_ft              AdvMix (U-Net generator, K = 2 copies by AutoAugment-styl
                        base model (frozen, clean crops), alpha 0.1: the paper's fine-tuning recipe
 advmix_ft_glr1e-4      the same, generator learning rate 1e-4 instead of 1e-3 (a weaker adversary)
 advmix_ft_floor0.5     the same, the clean image keeps at least half of every pixel's weight
+advmix_ft_floor0.6     the same, at least 0.6 of every pixel's weight
 advmix_ft_every4       the same, one generator step every 4 pose steps (fewer adversarial steps)
 =====================  ============================================================================================
 
@@ -44,6 +45,7 @@ ROWS = {
     "advmix_ft": ("AdvMix, teacher = base, alpha 0.1", "advmix", {}, {}),
     "advmix_ft_glr1e-4": ("AdvMix, generator lr 1e-4", "advmix", {"generator_lr": 1e-4}, {}),
     "advmix_ft_floor0.5": ("AdvMix, clean weight >= 0.5", "advmix", {"clean_floor": 0.5}, {}),
+    "advmix_ft_floor0.6": ("AdvMix, clean weight >= 0.6", "advmix", {"clean_floor": 0.6}, {}),
     "advmix_ft_every4": ("AdvMix, a generator step every 4 steps", "advmix", {"generator_every": 4}, {}),
 }
 DEFAULT_ROWS = ("base", "supervised_ft", "aid_ft", "advmix_ft")
