@@ -103,6 +103,8 @@ def adapt_batchnorm_checkpoint(source, target: str, out, *, batch_size: int = 32
     return {"checkpoint": str(out), "images": seen}
 
 
+#: target crops per batch of the folded alignment: bounded memory (Thunder: about 4 GB at 128), 4 batches of 512
+ALIGN_BATCH = 128
 #: channels per float64 copy in :func:`_channel_moments`: a copy of all of them at once was what ran Thunder's
 #: alignment over 512 crops out of 24 GB
 MOMENT_CHANNELS = 8
@@ -149,45 +151,75 @@ def source_conv_moments(model: torch.nn.Module, convs: dict, batches: Iterable[t
 
 
 def align_conv_statistics(model: torch.nn.Module, source_moments: dict, target_images: torch.Tensor,
-                          convs: dict, eps: float = 1e-5) -> dict:
+                          convs: dict, eps: float = 1e-5, batch_size: int | None = None) -> dict:
     """AdaBN for folded BatchNorm: fold ``y' = (y - m_t) s_s / s_t + m_s`` into each conv of ``convs``.
 
     model: changed in place (conv weights and biases only; every conv in ``convs`` needs a bias).
     source_moments: :func:`source_conv_moments` of the unchanged model on source images.
-    target_images: (N, 3, H, W) target crops, one batch: the layers are aligned in network order during one
-        forward pass, each on the outputs of the layers aligned before it.
+    target_images: (N, 3, H, W) target crops, passed through the network once, ``batch_size`` at a time (None:
+        all in one batch). Within a batch each conv's output is aligned with that batch's own moments, in
+        network order, as BatchNorm in training mode normalises a batch; the moments folded in at the end are
+        the batches' means and mean variances weighted by size, as :func:`adapt_batchnorm` averages BatchNorm's
+        statistics. One batch gives each layer's exact moments over all crops; a batch bounds the memory (the
+        activations of ``batch_size`` crops: 512 of Thunder's in one batch need more than 24 GB).
     Returns {name: (scale (C,), shift (C,))} of what was folded in. The model ends in eval mode.
     """
-    folded = {}
+    n = int(target_images.shape[0])
+    step = n if batch_size is None else int(batch_size)
+    if n == 0 or step < 1:
+        raise ValueError(f"align_conv_statistics needs target images and batch_size >= 1, got {n} and {batch_size}")
+    seen: dict[str, list] = {name: [] for name in convs}  # per batch: (size, mean, std)
     hooks = []
     for name, conv in convs.items():
         if conv.bias is None:
             raise ValueError(f"conv {name} has no bias: a folded BatchNorm always leaves one")
+
         def align(module, inputs, output, name=name):
             mean_t, std_t = _channel_moments(output)
-            mean_s, std_s = source_moments[name]
-            # a channel constant on the target keeps its scale (its mean still moves): no division by ~0
-            scale = torch.where(std_t > eps, std_s / std_t.clamp_min(eps), torch.ones_like(std_t))
-            shift = mean_s - scale * mean_t
-            folded[name] = (scale, shift)
-            with torch.no_grad():
-                shape = (-1,) + (1,) * (module.weight.dim() - 1)
-                module.weight.mul_(scale.to(module.weight).view(shape))
-                module.bias.copy_(scale.to(module.bias) * module.bias + shift.to(module.bias))
+            seen[name].append((output.shape[0], mean_t, std_t))
+            scale, shift = _alignment(mean_t, std_t, *source_moments[name], eps)
             # in place: the crops' activations are the memory this pass needs
             return output.mul_(scale.to(output).view(1, -1, 1, 1)).add_(shift.to(output).view(1, -1, 1, 1))
         hooks.append(conv.register_forward_hook(align))
     model.eval()
     try:
         with torch.no_grad():
-            model(target_images)
+            for start in range(0, n, step):
+                model(target_images[start:start + step])
     finally:
         for hook in hooks:
             hook.remove()
-    missing = set(convs) - set(folded)
+    missing = [name for name in convs if not seen[name]]
     if missing:
         raise ValueError(f"{len(missing)} convs never ran on the target images (e.g. {sorted(missing)[0]})")
+    folded = {}
+    with torch.no_grad():
+        for name, module in convs.items():
+            scale, shift = _alignment(*_pooled(seen[name]), *source_moments[name], eps)
+            folded[name] = (scale, shift)
+            shape = (-1,) + (1,) * (module.weight.dim() - 1)
+            module.weight.mul_(scale.to(module.weight).view(shape))
+            module.bias.copy_(scale.to(module.bias) * module.bias + shift.to(module.bias))
     return folded
+
+
+def _alignment(mean_t, std_t, mean_s, std_s, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) mapping target moments to source moments per channel; a channel constant on the target
+    keeps its scale (its mean still moves): no division by ~0."""
+    scale = torch.where(std_t > eps, std_s / std_t.clamp_min(eps), torch.ones_like(std_t))
+    return scale, mean_s - scale * mean_t
+
+
+def _pooled(batches: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """[(size, mean (C,), std (C,))] per batch -> the size-weighted mean and root mean variance (one batch: its
+    own, unchanged)."""
+    if len(batches) == 1:
+        return batches[0][1], batches[0][2]
+    sizes = torch.tensor([b[0] for b in batches], dtype=torch.float64)[:, None]
+    means = torch.stack([b[1] for b in batches])
+    variances = torch.stack([b[2] for b in batches]) ** 2
+    total = sizes.sum()
+    return (sizes * means).sum(0) / total, ((sizes * variances).sum(0) / total).sqrt()
 
 
 def aligned_convs(model: torch.nn.Module, keep: Callable[[str], bool] = lambda name: True) -> dict:
@@ -206,10 +238,11 @@ def _counted(batches: Iterable[torch.Tensor], sizes: list[int]):
 
 
 def adapt_folded_checkpoint(source, target: str, source_images: str, out, *, limit: int = 512,
-                            batch_size: int = 32, workers: int = 0, layers: str = "all", seed: int = 0) -> dict:
+                            batch_size: int = 32, workers: int = 0, layers: str = "all", seed: int = 0,
+                            align_batch: int | None = ALIGN_BATCH) -> dict:
     """AdaBN for a source checkpoint whose BatchNorm is folded (MoveNet): :func:`align_conv_statistics` with the
     source moments from ``source_images`` (a spec of the source's domain) and the target moments from ``limit``
-    target crops (a seeded random subset, one batch). ``layers``: "all" (every conv with a bias but the
+    target crops (a seeded random subset), aligned ``align_batch`` at a time (None: one batch). ``layers``: "all" (every conv with a bias but the
     outputs) or "trunk" (the backbone's only, names starting with ``trunk.``). Returns {"checkpoint",
     "images", "source_images", "convs"}."""
     if layers not in ("all", "trunk"):
@@ -225,10 +258,11 @@ def adapt_folded_checkpoint(source, target: str, source_images: str, out, *, lim
                                                                       workers=workers), source_seen))
     crops = torch.cat(list(target_crops(config, target, batch_size=batch_size, workers=workers, limit=limit,
                                         seed=seed)))
-    align_conv_statistics(model, moments, crops, convs)
+    align_conv_statistics(model, moments, crops, convs, batch_size=align_batch)
     state = {k: v.to(payload["model"][k].dtype) if k in payload["model"] else v for k, v in model.state_dict().items()}
     seen = int(crops.shape[0])
     config = dict(config) | {"adaptation": {"method": "adabn_folded", "source": str(source), "target": target,
-                                            "images": seen, "source_images": source_images, "layers": layers}}
+                                            "images": seen, "source_images": source_images, "layers": layers,
+                                            "align_batch": align_batch}}
     save_checkpoint(out, {"model": state, "config": config})
     return {"checkpoint": str(out), "images": seen, "source_images": sum(source_seen), "convs": len(convs)}

@@ -82,6 +82,22 @@ def test_one_channel_alignment_by_hand():
     assert torch.allclose(conv(target).flatten(), torch.tensor([0.0, 2.0]))
 
 
+@pytest.mark.parametrize("batch_size,mean,std", [(None, 3.0, 6.5 ** 0.5), (2, 3.0, 2.5 ** 0.5)])
+def test_alignment_in_batches_pools_the_batch_moments_by_hand(batch_size, mean, std):
+    conv = torch.nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        conv.bias.fill_(0.0)
+    moments = {"c": (torch.tensor([1.0], dtype=torch.float64), torch.tensor([2.0], dtype=torch.float64))}
+    # outputs 0, 2, 3, 7: all at once mean 3, variance 6.5; in two batches (mean 1, var 1) and (mean 5, var 4),
+    # pooled as BatchNorm's averaged statistics: mean 3, variance 2.5
+    target = torch.tensor([0.0, 2.0, 3.0, 7.0]).view(4, 1, 1, 1)
+    folded = align_conv_statistics(conv, moments, target, {"c": conv}, batch_size=batch_size)
+    scale = 2.0 / std
+    assert folded["c"][0].item() == pytest.approx(scale) and folded["c"][1].item() == pytest.approx(1.0 - scale * mean)
+    assert conv.weight.item() == pytest.approx(scale) and conv.bias.item() == pytest.approx(1.0 - scale * mean)
+
+
 def test_a_constant_target_channel_keeps_its_scale():
     conv = torch.nn.Conv2d(1, 1, 1)
     with torch.no_grad():
