@@ -221,7 +221,7 @@ def adabn(args, run_root: Path, source_checkpoint: str, row: str = "adabn") -> d
     """The baseline: the source model with BatchNorm statistics re-estimated on the target training images; for
     folded BatchNorm (MoveNet) its equivalent, the conv outputs' moments aligned to the source images'."""
     import time
-    from posekit.methods.adabn import ALIGN_BATCH, adapt_batchnorm_checkpoint, adapt_folded_checkpoint
+    from posekit.methods.adabn import adapt_batchnorm_checkpoint, adapt_folded_checkpoint
     start = time.time()
     limit = args.max_iters * args.batch_size if args.max_iters else None
     out = run_root / row / "model.pt"
@@ -233,7 +233,7 @@ def adabn(args, run_root: Path, source_checkpoint: str, row: str = "adabn") -> d
     else:
         result = adapt_batchnorm_checkpoint(source_checkpoint, resolve_spec(args.target), out,
                                             batch_size=args.batch_size, workers=args.workers, limit=limit)
-    align = {"align_batch": ALIGN_BATCH} if args.source_onnx else {}
+    align = {"align_batch": result["align_batch"]} if "align_batch" in result else {}
     return {"checkpoint": result["checkpoint"], "train_seconds": round(time.time() - start, 1),
             "final_epoch": {"images": result["images"], **align}}
 

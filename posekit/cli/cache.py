@@ -127,8 +127,8 @@ def run_prune(cache_dir, older_than: float | None, dry_run: bool) -> int:
 
 
 def run(args) -> int:
-    from posekit.data.crop_cache import default_cache_dir
-    cache_dir = args.cache_dir or str(default_cache_dir())
+    from posekit.data.crop_cache import resolve_cache_dir
+    cache_dir = str(resolve_cache_dir(args.cache_dir))
     if args.action == "list":
         return run_list(cache_dir)
     return run_prune(cache_dir, args.older_than, args.dry_run)

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from posekit.data.crop_cache import CACHE_VERSION, KEY_CHARS, default_cache_dir
+from posekit.data.crop_cache import CACHE_VERSION, KEY_CHARS, resolve_cache_dir
 
 __all__ = ["CacheEntry", "PruneReport", "list_caches", "prune_caches", "prune_reason", "is_leftover_build",
            "CACHE_FILES", "BUILD_GRACE_SECONDS"]
@@ -140,7 +140,7 @@ def describe(path: Path) -> CacheEntry:
 
 def _cache_dir(cache_dir) -> Path:
     """The cache dir, its own symbolic links resolved (pointing it elsewhere is the user's choice)."""
-    return (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()).resolve()
+    return resolve_cache_dir(cache_dir).expanduser().resolve()
 
 
 def list_caches(cache_dir=None) -> list[CacheEntry]:

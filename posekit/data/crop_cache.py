@@ -45,7 +45,7 @@ from posekit.data.transforms import AugmentConfig, box_to_center_scale
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CropSettings", "CropCache", "open_crop_cache", "training_crop_cache", "build_crop_cache", "cache_key", "default_cache_dir",
+__all__ = ["CropSettings", "CropCache", "open_crop_cache", "training_crop_cache", "build_crop_cache", "cache_key", "default_cache_dir", "resolve_cache_dir",
            "covering_half_side", "cache_region", "OVERSAMPLE", "CACHE_VERSION"]
 
 #: hex digits of a cache key (:func:`cache_key`), the name of its folder
@@ -173,6 +173,11 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("POSEKIT_CACHE") or Path.home() / ".cache" / "posekit" / "crops")
 
 
+def resolve_cache_dir(cache_dir=None) -> Path:
+    """``cache_dir`` when given, else :func:`default_cache_dir`."""
+    return Path(cache_dir) if cache_dir else default_cache_dir()
+
+
 def _fill(samples: list[Sample], indices: list[int], index: dict, crops: np.memmap) -> dict[int, str]:
     """Decode one image (every index shares its path) and write each of its samples' crops into ``crops``;
     returns {index: why} for an unreadable image."""
@@ -271,7 +276,7 @@ class CropCache:
 def open_crop_cache(samples: list[Sample], settings: CropSettings, cache_dir=None) -> CropCache:
     """The cache of ``samples`` under ``settings`` in ``cache_dir`` (default :func:`default_cache_dir`),
     built first when no cache with their key exists."""
-    directory = Path(cache_dir) if cache_dir else default_cache_dir()
+    directory = resolve_cache_dir(cache_dir)
     path = directory / cache_key(samples, settings)
     if not (path / "meta.json").exists():
         log.info("building the crop cache of %d samples in %s", len(samples), path)

@@ -244,7 +244,7 @@ def adapt_folded_checkpoint(source, target: str, source_images: str, out, *, lim
     source moments from ``source_images`` (a spec of the source's domain) and the target moments from ``limit``
     target crops (a seeded random subset), aligned ``align_batch`` at a time (None: one batch). ``layers``: "all" (every conv with a bias but the
     outputs) or "trunk" (the backbone's only, names starting with ``trunk.``). Returns {"checkpoint",
-    "images", "source_images", "convs"}."""
+    "images", "source_images", "convs", "align_batch"}."""
     if layers not in ("all", "trunk"):
         raise ValueError(f"layers must be 'all' or 'trunk', got {layers!r}")
     payload = load_checkpoint(source)
@@ -265,4 +265,5 @@ def adapt_folded_checkpoint(source, target: str, source_images: str, out, *, lim
                                             "images": seen, "source_images": source_images, "layers": layers,
                                             "align_batch": align_batch}}
     save_checkpoint(out, {"model": state, "config": config})
-    return {"checkpoint": str(out), "images": seen, "source_images": sum(source_seen), "convs": len(convs)}
+    return {"checkpoint": str(out), "images": seen, "source_images": sum(source_seen), "convs": len(convs),
+            "align_batch": align_batch}
