@@ -291,11 +291,24 @@ def reused_checkpoint(path) -> dict:
 
 
 # -- study tables ------------------------------------------------------------------------------------
+def portable(value):
+    """``value`` (a string, or a json-like dict / list of them) with this checkout's absolute paths written
+    relative to the repository root, so that committed results name no path of the machine they ran on."""
+    if isinstance(value, str):
+        return value.replace(f"{ROOT}{os.sep}", "").replace(f"{ROOT.parent}{os.sep}", f"..{os.sep}")
+    if isinstance(value, dict):
+        return {key: portable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(item) for item in value]
+    return value
+
+
 def load_results(path: Path, budget: dict) -> dict:
     """The results json at ``path`` when it was made with the same ``budget``; otherwise a new, empty table
     ``{"budget": budget, "rows": {}}`` (with a note on stderr when a table of another budget is replaced)."""
     path = Path(path)
     results = json.loads(path.read_text()) if path.exists() else {}
+    budget = portable(budget)
     if results.get("budget") != budget:
         if results.get("rows"):
             print(f"note: {path} holds another budget ({results.get('budget')}); starting a new table",
@@ -310,9 +323,9 @@ def write_results(results: dict, path: Path, markdown_text: str | None = None, i
     from posekit.data.io import write_atomic
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(results, indent=indent, default=float) + "\n")
+    write_atomic(path, json.dumps(portable(results), indent=indent, default=float) + "\n")
     if markdown_text is not None:
-        write_atomic(path.with_suffix(".md"), markdown_text)
+        write_atomic(path.with_suffix(".md"), portable(markdown_text))
 
 
 def save_study(results: dict, path: Path, title: str, markdown: Callable[[dict], str]) -> None:

@@ -68,8 +68,8 @@ from pathlib import Path
 import torch
 
 from common import (add_study_args, add_training_args, command, environment, fill_rows, finish_study, list_rows,
-                    load_average, median_ms, open_study, resolve_spec, reused_checkpoint, selected_rows, table,
-                    train_config, train_once, write_results)
+                    load_average, median_ms, open_study, repo_path, resolve_spec, reused_checkpoint, selected_rows,
+                    table, train_config, train_once, write_results)
 
 #: FPD rows with their own distillation weight instead of --alpha (the "find out why" sweep): row -> alpha
 ALPHA_ROWS = {"student_fpd_a0.9": 0.9}
@@ -240,7 +240,7 @@ def remeasure_latency(results: dict, args) -> None:
     from posekit.checkpoint import build_from_checkpoint
     from posekit.models import reparameterize
     for name, r in results["rows"].items():
-        model, config = build_from_checkpoint(r["checkpoint"])
+        model, config = build_from_checkpoint(repo_path(r["checkpoint"]))
         if r.get("deploy_form"):
             model = reparameterize(model)
         r["latency_ms"] = network_latency(model, tuple(config["input_size"]), args.repeats, args.threads)

@@ -189,7 +189,7 @@ def compute_row(row: str, args, samples, inits: dict, run_root: Path) -> dict:
 
 def measure_latency(results: dict, args) -> None:
     """ms per crop of every network in the table (posekit's ONNX export) and the released graph."""
-    paths = {row["network"]: row["checkpoint"] for row in results["rows"].values()}
+    paths = {row["network"]: repo_path(row["checkpoint"]) for row in results["rows"].values()}
     graph = args.models / "movenet-lightning.onnx"
     timings: dict[str, list[float]] = {name: [] for name in [*paths, "graph_lightning"]}
     for _ in range(args.rounds):
