@@ -14,6 +14,7 @@ JSON-able config, nothing else: no optimizer state, no history.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -27,10 +28,25 @@ LSP_SHARED_WITH_BLAZEPOSE = ["right_ankle", "right_knee", "right_hip", "left_hip
                              "left_wrist"]
 
 
-def slim_payload(payload: dict) -> dict:
-    """A training checkpoint -> ``{"model": float16 weights, "config": ...}`` (integer buffers untouched)."""
+def relative_paths(value, anchor):
+    """``value`` (a string or a json-like dict / list) with absolute paths inside ``anchor`` or its parent
+    written relative to ``anchor``: a published model's provenance names no path of the machine it came from."""
+    if isinstance(value, str):
+        anchor = Path(anchor).resolve()
+        return value.replace(f"{anchor}{os.sep}", "").replace(f"{anchor.parent}{os.sep}", f"..{os.sep}")
+    if isinstance(value, dict):
+        return {key: relative_paths(item, anchor) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [relative_paths(item, anchor) for item in value]
+    return value
+
+
+def slim_payload(payload: dict, anchor=None) -> dict:
+    """A training checkpoint -> ``{"model": float16 weights, "config": ...}`` (integer buffers untouched), the
+    config's paths relative to ``anchor`` when given (the folder the zoo lives in)."""
     weights = {k: (v.half() if v.is_floating_point() else v) for k, v in payload["model"].items()}
-    return {"model": weights, "config": payload["config"]}
+    config = payload["config"] if anchor is None else relative_paths(payload["config"], anchor)
+    return {"model": weights, "config": config}
 
 
 def read_index(zoo_dir="zoo") -> list[dict]:
@@ -116,7 +132,7 @@ def publish(checkpoint, name: str, *, val: str, role: str, method: str, dataset:
     zoo_dir = Path(zoo_dir)
     zoo_dir.mkdir(parents=True, exist_ok=True)
     target = zoo_dir / f"{name}.pt"
-    save_checkpoint(target, slim_payload(load_checkpoint(checkpoint)))
+    save_checkpoint(target, slim_payload(load_checkpoint(checkpoint), anchor=zoo_dir.resolve().parent))
     model, config = load_model(target)
     stored = config.to_dict()
     info = model_info(model, input_size=config.input_size)

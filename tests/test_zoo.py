@@ -22,6 +22,15 @@ def test_slim_payload_halves_floats_and_keeps_counters():
     assert slim["model"]["w"].dtype == torch.float16 and slim["model"]["n"].dtype == torch.int64
 
 
+def test_slim_payload_writes_paths_relative_to_the_anchor():
+    payload = {"model": {}, "config": {"train": {"init": "/w/repo/zoo/a.pt", "train": "lsp:/w/data/lspet@train",
+                                                "steps": [1, "/w/repo/runs/x"], "other": "/opt/b.pt"}}}
+    slim = slim_payload(payload, anchor="/w/repo")
+    assert slim["config"] == {"train": {"init": "zoo/a.pt", "train": "lsp:../data/lspet@train",
+                                        "steps": [1, "runs/x"], "other": "/opt/b.pt"}}  # outside: left as it is
+    assert slim_payload(payload)["config"] is payload["config"]
+
+
 def test_publish_measures_the_stored_file(tmp_path):
     assert main(["synth", "--out", str(tmp_path / "syn"), "--num", "16", "--seed", "4", "--size", "96"]) == 0
     ann = tmp_path / "syn" / "annotations.json"
