@@ -41,7 +41,7 @@ from posekit.skeletons import get_skeleton, SKELETONS
 from posekit.training.context import StepProgress, TrainContext
 from posekit.training.guard import BufferSnapshot, check_finite_weights, check_skipped_share, guarded_step
 from posekit.training.run_folder import prepare_run_folder
-from posekit.training.precision import autocast, float32_loss
+from posekit.training.precision import autocast, float32_loss, slow_autocast_warning
 from posekit.training.runlog import RunLog
 from posekit.training.schedule import lr_factor
 from posekit.training.seeding import epoch_indices, seed_everything
@@ -104,6 +104,9 @@ class Trainer:
             # Fewer threads than cores keeps training fast when other processes share the CPU: oversubscribed
             # intra-op threads slow a 2-core run several-fold.
             torch.set_num_threads(cfg.threads)
+        slow_amp = slow_autocast_warning(self.device.type, cfg.amp)
+        if slow_amp and self.is_main:
+            log.warning(slow_amp)
 
         loaded = require_people(load_samples(cfg.train, skip_invalid=cfg.skip_invalid), "train on", source=cfg.train)
         self.train_samples = method.select_samples(loaded)
