@@ -383,14 +383,16 @@ def fill_rows(results: dict, names: Iterable[str], compute: Callable[[str], dict
               before_write: Callable[[dict], object] | None = None) -> None:
     """The resumable loop of a study table: every row of ``names`` not yet in ``results["rows"]`` (all with
     ``force``) becomes ``compute(name)`` (+ ``"date"``), and the table is written after every row, so an
-    interrupted run keeps what it finished; finished rows are reported and skipped."""
+    interrupted run keeps what it finished; finished rows are reported and skipped. Rows another process wrote
+    to ``out`` meanwhile (the same budget) are kept, so two runs may fill different rows of one table at once."""
     for name in names:
         if name in results["rows"] and not force:
             print(f"{name}: done (in {out}), skipped")
             continue
         row = compute(name)
         row.setdefault("date", datetime.datetime.now().isoformat(timespec="seconds"))
-        results["rows"][name] = row
+        written = load_results(out, results["budget"])["rows"] if Path(out).exists() else {}
+        results["rows"] |= {name: row} | {other: r for other, r in written.items() if other not in results["rows"]}
         if before_write is not None:
             before_write(results)
         write_results(results, out, markdown(results))
