@@ -30,8 +30,7 @@ def autocast(device_type: str, enabled: bool):
 
 
 #: /proc/cpuinfo flags of CPUs that compute bf16 natively; without one, torch's CPU kernels emulate bf16 and a
-#: bf16 training step is many times slower than float32 (measured 22x on an AVX2-only EPYC: 13.1 s against
-#: 0.59 s for a compact step of batch 32 at one thread)
+#: bf16 training step is many times slower than float32 (benchmarks/results/train_speed_avx2.md: about 10x)
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
